@@ -1,0 +1,137 @@
+"""Settings shared by every service, read from the environment (and .env) on demand.
+
+No instance is created at import time: each process builds one in its entry point and passes it down, so
+tests construct their own without patching the environment first.
+
+The variable names are the contract with docker-compose.yml, deploy/ and the embedded launcher; a test keeps
+compose and these classes in agreement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only keys: the embedded default and the test suite use them, production refuses them.
+DEVELOPMENT_KEY_ENCRYPTION_KEY = base64.b64encode(b"sailo-development-kek-do-not-use").decode()
+DEVELOPMENT_BLIND_INDEX_KEY = base64.b64encode(b"sailo-development-blind-index-k!").decode()
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _decode_key(value: SecretStr, name: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{name} must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"{name} must decode to 32 bytes (256 bits), got {len(raw)}")
+    return raw
+
+
+class Settings(BaseSettings):
+    """Every setting a Sailo process reads. Names are the environment variable names, case-insensitive."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    sailo_env: Environment = Environment.DEVELOPMENT
+    service_name: str = "sailo"
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+
+    # Where the embedded default keeps its state; also the default root of the filesystem blob store.
+    sailo_data_dir: Path = Path(".sailo")
+    policy_dir: Path = Path("policies")
+
+    database_url: str = "postgresql+asyncpg://sailo:sailo@127.0.0.1:5432/sailo"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Real Kafka: on. The embedded Tansu broker answers InitProducerId with an error, so it runs with it off;
+    # exactly-once effects never depend on it (consumers are idempotent on event_id).
+    kafka_enable_idempotence: bool = True
+    kafka_topic_prefix: str = "sailo."
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_request_timeout_ms: int = Field(default=10_000, ge=1000)
+
+    # Envelope encryption: the key-encryption key wraps every per-contact data key; the blind index key makes
+    # identifier hashes unguessable. Base64 of 32 random bytes each.
+    key_encryption_key: SecretStr = SecretStr(DEVELOPMENT_KEY_ENCRYPTION_KEY)
+    key_encryption_key_id: str = "kek-1"
+    blind_index_key: SecretStr = SecretStr(DEVELOPMENT_BLIND_INDEX_KEY)
+
+    # file:///absolute/path, a relative path, or s3://bucket/prefix (S3-compatible, see BLOB_S3_ENDPOINT_URL).
+    blob_store_url: str = ""
+    blob_s3_endpoint_url: str = ""
+
+    # Bearer tokens: a local issuer in the embedded default; in production the identity provider's JWKS.
+    auth_issuer: str = "sailo-local"
+    auth_audience: str = "sailo"
+    auth_jwks_url: str = ""
+    auth_public_key_file: Path | None = None
+    auth_private_key_file: Path | None = None
+    auth_clock_skew_seconds: int = Field(default=30, ge=0, le=300)
+
+    ingest_port: int = 8001
+    retention_port: int = 8002
+    dsr_port: int = 8003
+    export_port: int = 8004
+
+    ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ingest_max_batch_items: int = Field(default=1000, ge=1, le=100_000)
+    recording_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
+    @field_validator("key_encryption_key")
+    @classmethod
+    def _kek_is_256_bits(cls, value: SecretStr) -> SecretStr:
+        _decode_key(value, "KEY_ENCRYPTION_KEY")
+        return value
+
+    @field_validator("blind_index_key")
+    @classmethod
+    def _blind_key_is_256_bits(cls, value: SecretStr) -> SecretStr:
+        _decode_key(value, "BLIND_INDEX_KEY")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> Self:
+        if self.sailo_env is Environment.PRODUCTION:
+            if self.key_encryption_key.get_secret_value() == DEVELOPMENT_KEY_ENCRYPTION_KEY:
+                raise ValueError("KEY_ENCRYPTION_KEY must be set to a real key in production")
+            if self.blind_index_key.get_secret_value() == DEVELOPMENT_BLIND_INDEX_KEY:
+                raise ValueError("BLIND_INDEX_KEY must be set to a real key in production")
+            if not (self.auth_jwks_url or self.auth_public_key_file):
+                raise ValueError("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE must be set in production")
+        return self
+
+    @property
+    def kek_bytes(self) -> bytes:
+        return _decode_key(self.key_encryption_key, "KEY_ENCRYPTION_KEY")
+
+    @property
+    def blind_index_key_bytes(self) -> bytes:
+        return _decode_key(self.blind_index_key, "BLIND_INDEX_KEY")
+
+    @property
+    def resolved_blob_store_url(self) -> str:
+        return self.blob_store_url or (self.sailo_data_dir / "blobs").resolve().as_uri()
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical one, e.g. topic("contact-events")."""
+        return f"{self.kafka_topic_prefix}{name}"
