@@ -13,7 +13,7 @@ import base64
 import binascii
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     dsr_port: int = 8003
     export_port: int = 8004
 
+    # all: HTTP and the consumers; http or consumers: one side only, to scale them separately.
+    ingest_mode: Literal["all", "http", "consumers"] = "all"
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest_max_batch_items: int = Field(default=1000, ge=1, le=100_000)
     recording_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)

@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create the environment and install the
+# locked dependencies first; nothing needs installing by hand beyond Python 3.11+.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install run test lint unit integration bench schemas token clean
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced
+
+run: install
+	$(VENV)/bin/sailo dev
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: install
+	$(PY) -m bench.ingest
+
+schemas: install
+	$(VENV)/bin/sailo schemas
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,362 @@
+"""Ingest's HTTP routes: thin; parsing and rules live in intake.py, recordings.py and contacts.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.ingest.contacts import find_contact, read_contact
+from services.ingest.intake import IntakeService, Outcome
+from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
+from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, FieldErrorRead, RecordingRead
+from shared.auth import Principal, Role, require_roles
+from shared.crypto import BlindIndex
+from shared.events import EVENT_TYPES, example_event
+from shared.http import PROBLEM_JSON, ApiError, FieldError
+from shared.keystore import KeyStore
+from shared.policy import PolicyRegistry
+from shared.runtime import runtime
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+
+PlatformDep = Annotated[Principal, Depends(require_roles(Role.PLATFORM, Role.ADMIN))]
+ReaderDep = Annotated[Principal, Depends(require_roles(Role.AGENT, Role.MANAGER, Role.ADMIN))]
+RegisterQuery = Annotated[
+    str | None,
+    Query(
+        description="The register of the contact; needed only if the contact id exists in several registers",
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+    ),
+]
+ContactIdPath = Annotated[
+    str,
+    Path(
+        description="The platform's id of the contact",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._:@+=-]+$",
+    ),
+]
+
+
+def _problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"description": "Problem details", "content": {PROBLEM_JSON: {}}} for code in codes}
+
+
+def _state(request: Request) -> Any:
+    return request.app.state
+
+
+def intake_service(request: Request) -> IntakeService:
+    service = _state(request).intake
+    assert isinstance(service, IntakeService)
+    return service
+
+
+def recording_service(request: Request) -> RecordingService:
+    service = _state(request).recordings
+    assert isinstance(service, RecordingService)
+    return service
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing it with 413 as soon as it is known to exceed `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError.field(413, "body", f"larger than {limit} bytes", title="Body too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError.field(413, "body", f"larger than {limit} bytes", title="Body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _outcome_read(outcome: Outcome, index: int | None = None) -> EventOutcomeRead:
+    return EventOutcomeRead(
+        index=index,
+        event_id=outcome.event_id,
+        status=outcome.status,
+        outcome=outcome.outcome,
+        errors=[FieldErrorRead(field=e.field, reason=e.reason) for e in outcome.errors],
+        dropped_fields=outcome.dropped_fields,
+    )
+
+
+def _event_openapi(batch: bool) -> dict[str, Any]:
+    examples = {name: {"summary": name, "value": example_event(name)} for name in EVENT_TYPES}
+    if batch:
+        array = {
+            "summary": "two events",
+            "value": [
+                example_event("call.started"),
+                example_event("call.ended", event_id="6c0d9a52-2e55-4d0e-8f0e-1b6b6f4d7a10"),
+            ],
+        }
+        ndjson = "\n".join(
+            json.dumps(example_event(n, event_id=f"00000000-0000-4000-8000-{i:012d}"))
+            for i, n in enumerate(("call.started", "call.answered", "call.ended"))
+        )
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/ContactEvent"}},
+                        "examples": {"array": array},
+                    },
+                    "application/x-ndjson": {"schema": {"type": "string"}, "example": ndjson},
+                },
+            }
+        }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ContactEvent"},
+                    "examples": examples,
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventOutcomeRead,
+    summary="Submit one contact event",
+    openapi_extra=_event_openapi(batch=False),
+    responses=_problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+)
+async def post_event(request: Request, _principal: PlatformDep) -> Response:
+    """Validate one event against its contract and register policy, publish it, and answer 202 once the broker
+    has acknowledged it. A resend of the same event is 202 again and changes nothing; the same `event_id` with
+    different content is 409."""
+    if _media_type(request) not in JSON_TYPES:
+        raise ApiError.field(415, "content-type", "must be application/json", title="Unsupported media type")
+    service = intake_service(request)
+    body = await read_body(request, runtime(request).settings.ingest_max_body_bytes)
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError.field(400, "body", f"not valid JSON (at position {getattr(exc, 'pos', 0)})") from None
+    outcome = (await service.accept([raw]))[0]
+    read = _outcome_read(outcome)
+    if outcome.status == 202:
+        return JSONResponse(read.model_dump(mode="json"), status_code=202)
+    headers = {"Retry-After": "5"} if outcome.status == 503 else None
+    raise ApiError(outcome.status, _TITLES.get(outcome.status, "Rejected"), outcome.errors, headers=headers)
+
+
+_TITLES = {409: "Conflicting resend", 422: "Invalid event", 503: "Broker unavailable"}
+
+
+@router.post(
+    "/events/batch",
+    response_model=BatchRead,
+    status_code=202,
+    summary="Submit a batch of contact events (JSON array or NDJSON)",
+    openapi_extra=_event_openapi(batch=True),
+    responses={
+        207: {"description": "Some items were not accepted; see each result", "model": BatchRead},
+        **_problem_responses(400, 401, 403, 413, 415),
+    },
+)
+async def post_batch(request: Request, _principal: PlatformDep) -> Response:
+    """Each item is answered on its own: one bad item never sinks the good ones. 202 when every item was
+    accepted (or was a faithful resend), 207 otherwise."""
+    settings = runtime(request).settings
+    media = _media_type(request)
+    if media not in JSON_TYPES + NDJSON_TYPES:
+        raise ApiError.field(
+            415,
+            "content-type",
+            "must be application/json or application/x-ndjson",
+            title="Unsupported media type",
+        )
+    body = await read_body(request, settings.ingest_max_body_bytes)
+    items: list[Any] = []
+    broken: dict[int, FieldError] = {}
+    if media in JSON_TYPES:
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError.field(
+                400, "body", f"not valid JSON (at position {getattr(exc, 'pos', 0)})"
+            ) from None
+        if not isinstance(parsed, list):
+            raise ApiError.field(422, "body", "a batch must be a JSON array of events")
+        items = parsed
+    else:
+        for number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                broken[len(items)] = FieldError(f"line {number}", "not valid JSON")
+                items.append(None)
+    if not items:
+        raise ApiError.field(422, "body", "the batch is empty")
+    if len(items) > settings.ingest_max_batch_items:
+        raise ApiError.field(
+            413,
+            "body",
+            f"{len(items)} items; at most {settings.ingest_max_batch_items} per batch",
+            title="Too many",
+        )
+    positions = [i for i in range(len(items)) if i not in broken]
+    outcomes = await intake_service(request).accept([items[i] for i in positions])
+    results: list[EventOutcomeRead | None] = [None] * len(items)
+    for i, outcome in zip(positions, outcomes, strict=True):
+        results[i] = _outcome_read(outcome, i)
+    for i, error in broken.items():
+        results[i] = _outcome_read(Outcome(400, "rejected", None, [error]), i)
+    final = [r for r in results if r is not None]
+    batch = BatchRead(
+        accepted=sum(r.outcome == "accepted" for r in final),
+        duplicates=sum(r.outcome == "duplicate" for r in final),
+        rejected=sum(r.status != 202 for r in final),
+        results=final,
+    )
+    status = 202 if batch.rejected == 0 else 207
+    headers = {"Retry-After": "5"} if any(r.status == 503 for r in final) else None
+    return JSONResponse(batch.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+@router.put(
+    "/contacts/{contact_id}/recording",
+    response_model=RecordingRead,
+    status_code=201,
+    summary="Upload the call recording of a contact (streaming WAV)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={
+        200: {"description": "The same recording was already stored", "model": RecordingRead},
+        **_problem_responses(401, 403, 404, 409, 411, 413, 415, 422),
+    },
+)
+async def put_recording(
+    request: Request, contact_id: ContactIdPath, _principal: PlatformDep, register: RegisterQuery = None
+) -> Response:
+    """Streams the audio through SHA-256 and chunked AES-256-GCM into the blob store; nothing is kept in clear.
+    The contact must already be known from its events."""
+    media = _media_type(request)
+    if media not in WAV_CONTENT_TYPES:
+        raise ApiError.field(415, "content-type", "must be audio/wav", title="Unsupported media type")
+    service = recording_service(request)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > service.max_bytes:
+        raise ApiError.field(413, "body", f"recording exceeds {service.max_bytes} bytes", title="Too large")
+    state = _state(request)
+    async with runtime(request).sessionmaker() as session:
+        contact = await find_contact(
+            session,
+            blind_index=state.blind_index,
+            policies=state.policies,
+            contact_id=contact_id,
+            register=register,
+        )
+    policies: PolicyRegistry = state.policies
+    policy = policies.version_at(contact.register, contact.started_at)
+    if policy is None or policy.retention_for("recording") is None:
+        raise ApiError.field(422, "register", f"register {contact.register} keeps no recordings")
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            yield chunk
+
+    artifact, created = await service.store(contact, body(), content_type=media)
+    read = RecordingRead(
+        contact_id=contact_id,
+        register_id=contact.register,
+        sha256=artifact.sha256 or "",
+        size_bytes=artifact.size_bytes or 0,
+        duration_ms=artifact.duration_ms,
+        content_type=artifact.content_type or media,
+        stored="created" if created else "unchanged",
+    )
+    return JSONResponse(read.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get(
+    "/contacts/{contact_id}",
+    response_model=ContactRead,
+    summary="Read a contact, decrypted",
+    responses=_problem_responses(401, 403, 404, 409, 422),
+)
+async def get_contact(
+    request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
+) -> ContactRead:
+    """Managers and administrators read any contact; an agent reads only the contacts they handled."""
+    state = _state(request)
+    keystore: KeyStore = state.keystore
+    blind_index: BlindIndex = state.blind_index
+    async with runtime(request).sessionmaker() as session:
+        contact = await find_contact(
+            session,
+            blind_index=blind_index,
+            policies=state.policies,
+            contact_id=contact_id,
+            register=register,
+            principal=principal,
+        )
+        href = str(
+            request.url_for("get_recording", contact_id=contact_id).include_query_params(
+                register=contact.register
+            )
+        )
+        return await read_contact(
+            session, keystore=keystore, contact=contact, contact_id=contact_id, recording_href=href
+        )
+
+
+@router.get(
+    "/contacts/{contact_id}/recording",
+    summary="Listen to a contact's recording (decrypting stream)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+        **_problem_responses(401, 403, 404, 409, 410, 422),
+    },
+)
+async def get_recording(
+    request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
+) -> StreamingResponse:
+    """Decrypts the stored recording chunk by chunk as it is sent."""
+    state = _state(request)
+    service = recording_service(request)
+    async with runtime(request).sessionmaker() as session:
+        contact = await find_contact(
+            session,
+            blind_index=state.blind_index,
+            policies=state.policies,
+            contact_id=contact_id,
+            register=register,
+            principal=principal,
+        )
+        artifact, key = await service.recording_of(session, contact)
+    return StreamingResponse(
+        service.stream(artifact, key),
+        media_type=artifact.content_type or "audio/wav",
+        headers={"Content-Length": str(artifact.size_bytes)} if artifact.size_bytes is not None else None,
+    )

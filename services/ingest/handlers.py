@@ -1,0 +1,69 @@
+"""The two consumers ingest runs.
+
+- record store: sealed events from the contact-events topic into the record store, exactly once per event id;
+- intake: plaintext events that platforms produce straight onto the intake topic, through the same validation
+  as HTTP, then sealed and published like an HTTP event. Invalid ones go to the intake dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest.intake import IntakeService, Validated
+from shared.events import SealedContactEvent
+from shared.http import pydantic_errors
+from shared.kafka import PoisonMessage
+from shared.records import RecordStore
+
+
+def _reason(errors: Any) -> str:
+    return "; ".join(f"{e.field}: {e.reason}" for e in errors)[:1000]
+
+
+class RecordStoreHandler:
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> SealedContactEvent:
+        try:
+            return SealedContactEvent.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            raise PoisonMessage(_reason(pydantic_errors(exc.errors()))) from None
+
+    def identify(self, item: SealedContactEvent) -> tuple[UUID, str]:
+        return item.event_id, item.content_digest
+
+    async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
+        await self.store.apply(session, items)
+
+
+class IntakeHandler:
+    def __init__(self, intake: IntakeService) -> None:
+        self.intake = intake
+
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> Validated:
+        try:
+            raw = json.loads(record.value or b"")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PoisonMessage("body: not valid JSON") from None
+        result = self.intake.validate(raw)
+        if not isinstance(result, Validated):
+            raise PoisonMessage(_reason(result.errors))
+        return result
+
+    def identify(self, item: Validated) -> tuple[UUID, str]:
+        return item.event.event_id, self.intake.digest(item.event)
+
+    async def apply(self, session: AsyncSession, items: list[Validated]) -> None:
+        # Publishing uses its own transactions (the data keys must be committed before anything sealed under
+        # them is published); a failure raises, so this batch's offsets stay uncommitted and come again.
+        outcomes = await self.intake.accept_validated(items)
+        unavailable = [o for o in outcomes if o.status == 503]
+        if unavailable:
+            raise ConnectionError(f"broker did not acknowledge {len(unavailable)} event(s)")

@@ -1,0 +1,429 @@
+"""Intake rules: validate a contact event against its contract and its register's policy, seal it, publish it.
+
+The same path serves HTTP clients and platforms that produce straight onto the intake topic, so both meet the
+same rules. An event is answered "accepted" only after the broker acknowledged it (acks=all); its data key is
+committed before anything sealed under it is published, so the record store can always open what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.ingest.models import AcceptedEvent
+from shared.clock import Clock
+from shared.crypto import BlindIndex, seal
+from shared.events import EVENT_TYPES, BlindIndexEntry, ContactEvent, SealedContactEvent, parse_contact_event
+from shared.http import FieldError, pydantic_errors
+from shared.identifiers import normalise_name, normalise_nickname
+from shared.keystore import KeyStore
+from shared.logging import get_logger
+from shared.policy import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownRegister
+from shared.records import sealed_aad
+
+log = get_logger(__name__)
+
+# A platform's clock may run a little ahead of ours; beyond this an event "from the future" is refused.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass
+class Rejected:
+    status: int
+    errors: list[FieldError]
+    event_id: str | None = None
+
+
+@dataclass
+class Validated:
+    event: ContactEvent
+    policy: PolicyVersion
+    artifact_class: ArtifactClass
+    dropped_fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What happened to one submitted event: accepted, duplicate, or rejected with a status and reasons."""
+
+    status: int
+    outcome: str
+    event_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    dropped_fields: list[str] = field(default_factory=list)
+
+
+def _find_forbidden(data: Any, forbidden: frozenset[str], path: str = "data") -> str | None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}"
+            if key in forbidden:
+                return here
+            if (hit := _find_forbidden(value, forbidden, here)) is not None:
+                return hit
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            if (hit := _find_forbidden(value, forbidden, f"{path}.{index}")) is not None:
+                return hit
+    return None
+
+
+class IntakeService:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        policies: PolicyRegistry,
+        keystore: KeyStore,
+        blind_index: BlindIndex,
+        clock: Clock,
+        topic: str,
+        producer_name: str = "ingest",
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.producer = producer
+        self.policies = policies
+        self.keystore = keystore
+        self.blind_index = blind_index
+        self.clock = clock
+        self.topic = topic
+        self.producer_name = producer_name
+
+    # -- validation (no I/O) ---------------------------------------------------------------------------------
+
+    def validate(self, raw: Any) -> Validated | Rejected:
+        if not isinstance(raw, dict):
+            return Rejected(422, [FieldError("body", "an event must be a JSON object")])
+        event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+        event_type = raw.get("type")
+        if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+            return Rejected(
+                422, [FieldError("type", f"unknown event type; known: {', '.join(EVENT_TYPES)}")], event_id
+            )
+        register = raw.get("register")
+        try:
+            register_policy = self.policies.get(str(register))
+        except UnknownRegister:
+            return Rejected(
+                422,
+                [FieldError("register", f"unknown register; known: {', '.join(self.policies.registers())}")],
+                event_id,
+            )
+        # The register's own rules come before the contract, so the reason names the rule, not a symptom.
+        if not any(version.intake.accepts(event_type) for version in register_policy.versions):
+            reason = f"register {register} does not accept {event_type} events"
+            return Rejected(422, [FieldError("type", reason)], event_id)
+        forbidden = frozenset(register_policy.forbidden_fields_any_version())
+        if forbidden and (hit := _find_forbidden(raw.get("data"), forbidden)) is not None:
+            return Rejected(
+                422,
+                [
+                    FieldError(
+                        hit, f"register {register} does not accept this field ({hit.rsplit('.', 1)[-1]})"
+                    )
+                ],
+                event_id,
+            )
+        try:
+            event = parse_contact_event(raw)
+        except ValidationError as exc:
+            return Rejected(422, pydantic_errors(exc.errors(), drop_prefix=1), event_id)
+        event_id = str(event.event_id)
+
+        now = self.clock.now()
+        if event.occurred_at > now + FUTURE_TOLERANCE:
+            return Rejected(422, [FieldError("occurred_at", "is in the future")], event_id)
+        policy = self.policies.version_at(event.register, event.occurred_at)
+        if policy is None:
+            start = register_policy.starts_at()
+            return Rejected(
+                422,
+                [FieldError("occurred_at", f"is before the register {event.register} began ({start})")],
+                event_id,
+            )
+        intake = policy.intake
+        if event.register and event.type not in intake.event_types:
+            return Rejected(
+                422,
+                [FieldError("type", f"register {event.register} does not accept {event.type} events")],
+                event_id,
+            )
+        # Re-check against the version in force: an older version may refuse more than the union above.
+        if intake.forbidden_fields and (
+            hit := _find_forbidden(raw.get("data"), frozenset(intake.forbidden_fields))
+        ):
+            return Rejected(
+                422, [FieldError(hit, f"register {event.register} does not accept this field")], event_id
+            )
+
+        dropped: list[str] = []
+        data = event.data
+        spec = event.spec
+        artifact_class = spec.artifact_class
+        if not policy.keeps(artifact_class):
+            if spec.fallback_class is None or not policy.keeps(spec.fallback_class):
+                reason = f"register {event.register} keeps no {artifact_class.value} data"
+                return Rejected(422, [FieldError("type", reason)], event_id)
+            artifact_class = spec.fallback_class
+            present = [name for name in spec.dropped_with_fallback if getattr(data, name, None) is not None]
+            if present:
+                data = data.model_copy(update=dict.fromkeys(present))
+                dropped.extend(f"data.{name}" for name in present)
+        if (
+            getattr(data, "caller_presentation", None) == "restricted"
+            and getattr(data, "caller_number", None) is not None
+            and not intake.store_restricted_caller_number
+        ):
+            # HSY: the customer's number is stored only if it is not secret.
+            data = data.model_copy(update={"caller_number": None})
+            dropped.append("data.caller_number")
+        if dropped:
+            event = event.model_copy(update={"data": data})
+        return Validated(event, policy, artifact_class, dropped)
+
+    def digest(self, event: ContactEvent) -> str:
+        canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return self.blind_index.content_digest(canonical.encode())
+
+    # -- acceptance ------------------------------------------------------------------------------------------
+
+    async def accept(self, raws: list[Any]) -> list[Outcome]:
+        """Validate, deduplicate, seal and publish a batch; one outcome per input, in order."""
+        outcomes: list[Outcome | None] = [None] * len(raws)
+        valid: list[tuple[int, Validated]] = []
+        for index, raw in enumerate(raws):
+            result = self.validate(raw)
+            if isinstance(result, Rejected):
+                outcomes[index] = Outcome(result.status, "rejected", result.event_id, result.errors)
+            else:
+                valid.append((index, result))
+        for (index, _), outcome in zip(
+            valid, await self.accept_validated([v for _, v in valid]), strict=True
+        ):
+            outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    async def accept_validated(self, items: list[Validated]) -> list[Outcome]:
+        """Deduplicate against the batch and the ledger, then publish the new events; outcomes in order."""
+        outcomes: list[Outcome | None] = [None] * len(items)
+        candidates: dict[UUID, tuple[int, Validated, str]] = {}
+        for index, validated in enumerate(items):
+            digest = self.digest(validated.event)
+            event_id = validated.event.event_id
+            if event_id in candidates:
+                same = candidates[event_id][2] == digest
+                outcomes[index] = Outcome(202, "duplicate", str(event_id)) if same else _conflict(event_id)
+                continue
+            candidates[event_id] = (index, validated, digest)
+
+        if candidates:
+            async with self.sessionmaker() as session:
+                rows = await session.execute(
+                    select(AcceptedEvent.event_id, AcceptedEvent.content_digest).where(
+                        AcceptedEvent.event_id.in_(list(candidates))
+                    )
+                )
+                known = dict(rows.all())
+            for event_id, digest in known.items():
+                index, _validated, mine = candidates.pop(event_id)
+                outcomes[index] = (
+                    Outcome(202, "duplicate", str(event_id)) if digest == mine else _conflict(event_id)
+                )
+
+        if candidates:
+            failures = await self._publish(list(candidates.values()))
+            for event_id, (index, validated, _digest) in candidates.items():
+                outcomes[index] = failures.get(event_id) or Outcome(
+                    202, "accepted", str(event_id), dropped_fields=validated.dropped_fields
+                )
+        return [o for o in outcomes if o is not None]
+
+    async def _publish(self, items: list[tuple[int, Validated, str]]) -> dict[UUID, Outcome]:
+        """Seal and produce; record the ledger. Returns the outcome of each item that was NOT accepted."""
+        received_at = self.clock.now()
+        sealed_events: list[SealedContactEvent] = []
+        refs = set()
+        for _index, validated, _digest in items:
+            event = validated.event
+            refs.add((self.contact_ref(event.register, event.contact_id), validated.artifact_class.value))
+        # Committed before publishing: the record store must find every key a published event needs.
+        async with self.sessionmaker() as session, session.begin():
+            keys = await self.keystore.get_or_create(session, refs)
+
+        for _index, validated, digest in items:
+            sealed_events.append(self._seal(validated, digest, keys, received_at))
+
+        failures: dict[UUID, Outcome] = {}
+        futures = []
+        try:
+            for sealed_event in sealed_events:
+                futures.append(
+                    await self.producer.send(
+                        self.topic,
+                        key=sealed_event.contact_ref.bytes,
+                        value=sealed_event.model_dump_json().encode(),
+                    )
+                )
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except KafkaError as exc:
+            results = [exc] * len(sealed_events)
+        acked: list[SealedContactEvent] = []
+        for sealed_event, result in zip(
+            sealed_events, results + [None] * (len(sealed_events) - len(results)), strict=True
+        ):
+            if isinstance(result, BaseException) or result is None:
+                failures[sealed_event.event_id] = Outcome(
+                    503,
+                    "unavailable",
+                    str(sealed_event.event_id),
+                    [FieldError("broker", "the event broker did not acknowledge the event; retry later")],
+                )
+            else:
+                acked.append(sealed_event)
+        if failures:
+            log.warning("ingest.broker_unavailable", failed=len(failures))
+
+        if acked:
+            async with self.sessionmaker() as session, session.begin():
+                inserted = set(
+                    (
+                        await session.scalars(
+                            insert(AcceptedEvent)
+                            .values(
+                                [
+                                    {
+                                        "event_id": e.event_id,
+                                        "content_digest": e.content_digest,
+                                        "register": e.register,
+                                    }
+                                    for e in acked
+                                ]
+                            )
+                            .on_conflict_do_nothing()
+                            .returning(AcceptedEvent.event_id)
+                        )
+                    ).all()
+                )
+                raced = [e for e in acked if e.event_id not in inserted]
+                if raced:
+                    # Another request accepted the same id meanwhile; the record store keeps the first.
+                    rows = await session.execute(
+                        select(AcceptedEvent.event_id, AcceptedEvent.content_digest).where(
+                            AcceptedEvent.event_id.in_([e.event_id for e in raced])
+                        )
+                    )
+                    winners = dict(rows.all())
+                    for e in raced:
+                        if winners.get(e.event_id) != e.content_digest:
+                            failures[e.event_id] = _conflict(e.event_id)
+        return failures
+
+    def contact_ref(self, register: str, contact_id: str) -> UUID:
+        return self.blind_index.pseudonym("contact", register, contact_id)
+
+    def _seal(
+        self, validated: Validated, digest: str, keys: dict[tuple[UUID, str], bytes], received_at: datetime
+    ) -> SealedContactEvent:
+        event = validated.event
+        artifact_class = validated.artifact_class
+        contact_ref = self.contact_ref(event.register, event.contact_id)
+        document = json.dumps(
+            {"contact_id": event.contact_id, "data": event.data.model_dump(mode="json", exclude_none=True)},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        sealed = seal(
+            keys[(contact_ref, artifact_class.value)],
+            document,
+            aad=sealed_aad(contact_ref, artifact_class.value, "event"),
+        )
+        return SealedContactEvent(
+            event_id=event.event_id,
+            type=event.type,
+            version=event.version,
+            register_id=event.register,
+            policy_version=validated.policy.version,
+            contact_ref=contact_ref,
+            channel=event.spec.channel,
+            artifact_class=artifact_class,
+            occurred_at=event.occurred_at,
+            received_at=received_at,
+            producer=event.producer or self.producer_name,
+            correlation_id=event.correlation_id,
+            content_digest=digest,
+            attributes=_clear_attributes(event),
+            blind_index=self._blind_entries(event),
+            sealed=base64.b64encode(sealed).decode(),
+        )
+
+    def _blind_entries(self, event: ContactEvent) -> list[BlindIndexEntry]:
+        """Keyed hashes of the customer's identifiers, so a data subject's request finds this contact."""
+        data = event.data.model_dump(exclude_none=True)
+        found: list[tuple[str, str]] = [("contact_id", event.contact_id)]
+        if event.type.startswith("call."):
+            inbound = data.get("direction", "inbound") == "inbound"
+            number = data.get("caller_number") if inbound else data.get("callee_number")
+            if number:
+                found.append(("phone", number))
+        customer = data.get("customer") or {}
+        for kind, key in (("phone", "phone"), ("email", "email")):
+            if customer.get(key):
+                found.append((kind, customer[key]))
+        if customer.get("name"):
+            found.append(("name", normalise_name(customer["name"])))
+        if customer.get("nickname"):
+            found.append(("nickname", normalise_nickname(customer["nickname"])))
+        if data.get("phone_number"):
+            found.append(("phone", data["phone_number"]))
+        if data.get("from_address"):
+            found.append(("email", data["from_address"]))
+        if data.get("from_name"):
+            found.append(("name", normalise_name(data["from_name"])))
+        if event.type == "identification":
+            found.append(("personal_identity_code", data["personal_identity_code"]))
+            found.append(("name", normalise_name(data["name"])))
+        unique = sorted(set(found))
+        return [
+            BlindIndexEntry(kind=kind, digest=self.blind_index.digest(kind, value).hex())
+            for kind, value in unique
+        ]
+
+
+def _clear_attributes(event: ContactEvent) -> dict[str, str]:
+    """The non-personal attributes the record store keeps in clear for routing and access control."""
+    data = event.data
+    attributes: dict[str, str] = {}
+    for name in ("direction", "sender", "caller_presentation", "case_number"):
+        value = getattr(data, name, None)
+        if value is not None:
+            attributes[name] = str(value)
+    agent = getattr(data, "agent", None)
+    if agent is not None:
+        attributes["agent_id"] = agent.id
+    return attributes
+
+
+def _conflict(event_id: UUID) -> Outcome:
+    return Outcome(
+        409,
+        "conflict",
+        str(event_id),
+        [
+            FieldError(
+                "event_id", "already accepted with different content; use a new event_id for a new event"
+            )
+        ],
+    )

@@ -1,0 +1,364 @@
+"""Encryption of personal data at rest: envelope encryption, blind indexes and streaming encryption.
+
+Key hierarchy (crypto-shredding):
+
+* A key-encryption key (KEK), held outside the database, wraps one random data key per contact
+  (:func:`wrap_data_key`). The wrap's ``context`` binds the wrapped key to its contact.
+* The data key seals that contact's field values and documents (:func:`seal`) and encrypts its audio in
+  chunks (:class:`StreamEncryptor`, :func:`encrypt_stream`).
+* Destroying the wrapped data key makes every ciphertext of the contact unreadable, including copies left in
+  backups and blob-store replicas that cannot be deleted one by one.
+
+:class:`BlindIndex` gives keyed, deterministic digests for equality look-ups and pseudonymous ids, so neither
+the database nor the logs hold the value itself.
+
+Every ciphertext starts with a one-byte format version so the format can evolve without guessing. Every
+failure to decrypt raises :class:`DecryptionError` with a fixed message: nothing derived from plaintext or
+keys ever reaches an exception, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+__all__ = [
+    "CHUNK_SIZE",
+    "KEY_SIZE",
+    "TAG_SIZE",
+    "BlindIndex",
+    "DecryptionError",
+    "StreamDecryptor",
+    "StreamEncryptor",
+    "ciphertext_size",
+    "decrypt_stream",
+    "encrypt_stream",
+    "generate_data_key",
+    "open_sealed",
+    "seal",
+    "unwrap_data_key",
+    "wrap_data_key",
+]
+
+KEY_SIZE = 32
+"""Bytes in every key this module takes: AES-256 keys, the KEK and the blind-index key."""
+TAG_SIZE = 16
+"""Bytes of GCM authentication tag added to every ciphertext and stream chunk."""
+CHUNK_SIZE = 64 * 1024
+"""Plaintext bytes per stream chunk; every chunk but the final one has exactly this size."""
+
+_VERSION = 1
+_NONCE_SIZE = 12
+_SEALED_OVERHEAD = 1 + _NONCE_SIZE + TAG_SIZE
+
+# Prefixed to the caller's associated data so a ciphertext made for one purpose never authenticates as
+# another, even if a caller mixes up keys. The labels are fixed and none is a prefix of another, so
+# label + caller data cannot collide across purposes.
+_WRAP_LABEL = b"sailo:wrap:v1\x00"
+_SEAL_LABEL = b"sailo:seal:v1\x00"
+_STREAM_LABEL = b"sailo:stream:v1\x00"
+
+_STREAM_PREFIX_SIZE = 7
+_STREAM_HEADER_SIZE = 1 + _STREAM_PREFIX_SIZE
+_STREAM_FRAME_SIZE = CHUNK_SIZE + TAG_SIZE
+_STREAM_MAX_CHUNKS = 2**32  # the nonce's 4-byte counter; 256 TiB of plaintext
+
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class DecryptionError(Exception):
+    """A ciphertext could not be decrypted or authenticated.
+
+    Raised for a wrong key, wrong context/aad, any tampering, truncation, reordering, appended data or an
+    unknown format version. The message is one of a few fixed strings and never contains plaintext,
+    ciphertext or key material, so it is safe to log.
+    """
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    # AESGCM also accepts 128- and 192-bit keys; insisting on 32 bytes turns a truncated or mis-decoded key
+    # into an error instead of a silent downgrade. ValueError, not DecryptionError: a programming error.
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes, got {len(key)}")
+    return AESGCM(key)
+
+
+def _seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    # Random 96-bit nonces stay safe up to about 2**32 messages per key (NIST SP 800-38D). A data key seals a
+    # handful of values of one contact and the KEK wraps one key per contact: both far below that bound.
+    nonce = os.urandom(_NONCE_SIZE)
+    return bytes([_VERSION]) + nonce + _aesgcm(key).encrypt(nonce, plaintext, associated_data)
+
+
+def _open(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    aead = _aesgcm(key)
+    if len(sealed) < _SEALED_OVERHEAD:
+        raise DecryptionError("ciphertext is truncated")
+    if sealed[0] != _VERSION:
+        raise DecryptionError("unknown ciphertext format version")
+    try:
+        return aead.decrypt(sealed[1 : 1 + _NONCE_SIZE], sealed[1 + _NONCE_SIZE :], associated_data)
+    except InvalidTag:
+        # "from None": InvalidTag carries nothing useful and would only lengthen tracebacks.
+        raise DecryptionError(
+            "ciphertext failed authentication (wrong key, wrong context or tampered)"
+        ) from None
+
+
+def generate_data_key() -> bytes:
+    """Return a new random 256-bit data key from the operating system's CSPRNG."""
+    return os.urandom(KEY_SIZE)
+
+
+def wrap_data_key(kek: bytes, data_key: bytes, *, context: bytes) -> bytes:
+    """Encrypt ``data_key`` under ``kek`` with AES-256-GCM: ``version(1) | nonce(12) | ciphertext+tag``.
+
+    ``context`` is authenticated, not encrypted. Pass what identifies the key's owner (e.g. contact id and
+    retention class) so a wrapped key cannot be moved onto another contact's row.
+    """
+    if len(data_key) != KEY_SIZE:
+        raise ValueError(f"data key must be {KEY_SIZE} bytes, got {len(data_key)}")
+    return _seal(kek, data_key, _WRAP_LABEL + context)
+
+
+def unwrap_data_key(kek: bytes, wrapped: bytes, *, context: bytes) -> bytes:
+    """Decrypt a key made by :func:`wrap_data_key`; :class:`DecryptionError` unless kek and context match."""
+    return _open(kek, wrapped, _WRAP_LABEL + context)
+
+
+def seal(data_key: bytes, plaintext: bytes, *, aad: bytes) -> bytes:
+    """Encrypt a field value or document: ``version(1) | nonce(12) | ciphertext+tag``.
+
+    ``aad`` is authenticated, not encrypted; use it to bind the value to where it is stored (e.g. contact id
+    and field name) so ciphertexts cannot be swapped between fields or rows.
+    """
+    return _seal(data_key, plaintext, _SEAL_LABEL + aad)
+
+
+def open_sealed(data_key: bytes, sealed: bytes, *, aad: bytes) -> bytes:
+    """Decrypt a value made by :func:`seal`; raise :class:`DecryptionError` unless key and aad match."""
+    return _open(data_key, sealed, _SEAL_LABEL + aad)
+
+
+class BlindIndex:
+    """Keyed HMAC-SHA256 digests of personal data, for equality look-ups and pseudonymous identifiers.
+
+    Without the key the digests cannot be brute-forced from the small spaces phone numbers and emails live
+    in. Every HMAC message starts with a purpose label ending in NUL (and kinds cannot contain NUL), so a
+    digest, a pseudonym and a content fingerprint never collide with one another.
+    """
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"blind index key must be {KEY_SIZE} bytes, got {len(key)}")
+        # Keyed once; copy() per call reuses the precomputed HMAC pads.
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def _hmac(self, *message: bytes) -> bytes:
+        mac = self._mac.copy()
+        for part in message:
+            mac.update(part)
+        return mac.digest()
+
+    def digest(self, kind: str, normalised_value: str) -> bytes:
+        """Return the 32-byte blind index of ``normalised_value`` as a ``kind`` such as ``"phone"``.
+
+        The kind is mixed in, so one string indexed as two kinds gives unrelated digests. ``kind`` must be a
+        short lower-case ascii identifier (``[a-z][a-z0-9_]{0,31}``); anything else raises ValueError. Callers
+        normalise the value first: the digest is only as good as that normalisation.
+        """
+        # The error leaves the kind out: a caller who swapped the arguments would log a personal value.
+        if not _KIND.fullmatch(kind):
+            raise ValueError("kind must be a short lower-case ascii identifier")
+        return self._hmac(b"digest\x00", kind.encode("ascii"), b"\x00", normalised_value.encode())
+
+    def pseudonym(self, *parts: str) -> uuid.UUID:
+        """Return a deterministic keyed UUID for ``parts``, a pseudonymous id for logs and certificates.
+
+        It is the first 16 bytes of an HMAC over the length-prefixed parts (so ``("ab", "c")`` and
+        ``("a", "bc")`` differ), with the RFC 9562 variant bits and **version 8** ("custom") set: the id is
+        not random, and claiming version 4 would mislead anyone reading it. Without the key it cannot be
+        linked back to the parts.
+        """
+        if not parts:
+            raise ValueError("pseudonym needs at least one part")
+        message = [b"pseudonym\x00"]
+        for part in parts:
+            encoded = part.encode()
+            message += (len(encoded).to_bytes(4, "big"), encoded)
+        raw = bytearray(self._hmac(*message)[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
+        return uuid.UUID(bytes=bytes(raw))
+
+    def content_digest(self, data: bytes) -> str:
+        """Return a hex HMAC of ``data``: an idempotency fingerprint revealing nothing of the content."""
+        return self._hmac(b"content\x00", data).hex()
+
+
+def _stream_nonce(prefix: bytes, counter: int, final: bool) -> bytes:
+    return prefix + counter.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
+
+
+class StreamEncryptor:
+    """Encrypts one stream (an audio recording) chunk by chunk with AES-256-GCM.
+
+    Write :meth:`header` first, then each :meth:`encrypt_chunk` output in order. This is the STREAM
+    construction (Hoang, Reyhanitabar, Rogaway and Vizár, 2015; also used by Tink): the nonce of chunk *i* is
+    ``prefix(7, random, in the header) | i(4, big-endian) | final(1, 0x01 on the last chunk, else 0x00)``.
+    The counter pins every chunk to its position, so reordered or dropped chunks fail to authenticate; the
+    final flag means a stream cut at a chunk boundary has no final chunk and fails too.
+
+    Every chunk but the last holds exactly :data:`CHUNK_SIZE` plaintext bytes; the last holds at most that and
+    may be empty. Each encrypted chunk is its plaintext plus a :data:`TAG_SIZE`-byte tag.
+    """
+
+    HEADER_SIZE = _STREAM_HEADER_SIZE
+
+    def __init__(self, data_key: bytes, *, aad: bytes) -> None:
+        self._aead = _aesgcm(data_key)
+        # A fresh random prefix per stream keeps nonces unique when one data key encrypts several streams;
+        # 56 bits make a collision negligible for the few recordings that share a contact's key.
+        self._prefix = os.urandom(_STREAM_PREFIX_SIZE)
+        self._aad = _STREAM_LABEL + aad
+        self._counter = 0
+        self._finished = False
+
+    def header(self) -> bytes:
+        """Return the stream header, ``version(1) | nonce prefix(7)``, to be written before the chunks."""
+        return bytes([_VERSION]) + self._prefix
+
+    def encrypt_chunk(self, chunk: bytes, *, final: bool) -> bytes:
+        """Encrypt the next chunk; ``final=True`` on the last one, after which the encryptor refuses more."""
+        if self._finished:
+            raise ValueError("the stream already has its final chunk")
+        if len(chunk) > CHUNK_SIZE or (not final and len(chunk) != CHUNK_SIZE):
+            raise ValueError(f"chunks hold exactly {CHUNK_SIZE} bytes, only the final one may hold fewer")
+        if self._counter >= _STREAM_MAX_CHUNKS:
+            raise OverflowError("stream has too many chunks for the nonce counter")
+        ciphertext = self._aead.encrypt(_stream_nonce(self._prefix, self._counter, final), chunk, self._aad)
+        self._counter += 1
+        self._finished = final
+        return ciphertext
+
+
+class StreamDecryptor:
+    """Decrypts a stream made by :class:`StreamEncryptor`, chunk by chunk and in order.
+
+    Pass the :attr:`HEADER_SIZE`-byte header to :meth:`read_header`, then each encrypted chunk to
+    :meth:`decrypt_chunk`, saying which one is the last. Plaintext of earlier chunks is authentic, but the
+    stream is only known to be complete once the final chunk has decrypted (:attr:`finished`).
+    """
+
+    HEADER_SIZE = _STREAM_HEADER_SIZE
+
+    def __init__(self, data_key: bytes, *, aad: bytes) -> None:
+        self._aead = _aesgcm(data_key)
+        self._aad = _STREAM_LABEL + aad
+        self._prefix: bytes | None = None
+        self._counter = 0
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        """True once the final chunk has been decrypted and authenticated."""
+        return self._finished
+
+    def read_header(self, header: bytes) -> None:
+        """Take the stream header; :class:`DecryptionError` if it is malformed or of an unknown version."""
+        if len(header) != self.HEADER_SIZE:
+            raise DecryptionError("stream header has the wrong size")
+        if header[0] != _VERSION:
+            raise DecryptionError("unknown stream format version")
+        self._prefix = bytes(header[1:])
+
+    def decrypt_chunk(self, chunk: bytes, *, final: bool) -> bytes:
+        """Decrypt the next chunk; raise :class:`DecryptionError` on tampering, reordering or truncation."""
+        if self._prefix is None:
+            raise ValueError("read_header() must be called before decrypt_chunk()")
+        if self._finished:
+            raise DecryptionError("stream has data after its final chunk")
+        if not TAG_SIZE <= len(chunk) <= _STREAM_FRAME_SIZE or (
+            not final and len(chunk) != _STREAM_FRAME_SIZE
+        ):
+            raise DecryptionError("stream chunk has the wrong size")
+        if self._counter >= _STREAM_MAX_CHUNKS:
+            raise DecryptionError("stream has too many chunks")
+        try:
+            plaintext = self._aead.decrypt(
+                _stream_nonce(self._prefix, self._counter, final), chunk, self._aad
+            )
+        except InvalidTag:
+            raise DecryptionError(
+                "stream chunk failed authentication (wrong key, wrong aad, reordered, truncated or tampered)"
+            ) from None
+        self._counter += 1
+        self._finished = final
+        return plaintext
+
+
+async def encrypt_stream(
+    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes
+) -> AsyncIterator[bytes]:
+    """Encrypt pieces of any size; yield the header, then one encrypted chunk per :data:`CHUNK_SIZE` bytes.
+
+    The last chunk carries the final flag and holds the remainder, so it is empty when the input is empty or
+    a multiple of :data:`CHUNK_SIZE` (full chunks are never final: the input's end is only known afterwards).
+    The total output length is :func:`ciphertext_size` of the input length.
+    """
+    encryptor = StreamEncryptor(data_key, aad=aad)
+    yield encryptor.header()
+    buffer = bytearray()
+    async for piece in chunks:
+        buffer += piece
+        while len(buffer) >= CHUNK_SIZE:
+            yield encryptor.encrypt_chunk(bytes(buffer[:CHUNK_SIZE]), final=False)
+            del buffer[:CHUNK_SIZE]
+    yield encryptor.encrypt_chunk(bytes(buffer), final=True)
+
+
+async def decrypt_stream(
+    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes
+) -> AsyncIterator[bytes]:
+    """Decrypt a stream made by :func:`encrypt_stream`, given as pieces of any size; yield plaintext chunks.
+
+    Raises :class:`DecryptionError` on any tampering, reordering, truncation or appended data, including a
+    stream that ends without its final chunk. Chunks already yielded are authentic, but the plaintext is only
+    complete once the generator finishes without error: consumers must not commit partial output before.
+    """
+    decryptor = StreamDecryptor(data_key, aad=aad)
+    buffer = bytearray()
+    header_read = False
+    async for piece in chunks:
+        buffer += piece
+        if not header_read:
+            if len(buffer) < StreamDecryptor.HEADER_SIZE:
+                continue
+            decryptor.read_header(bytes(buffer[: StreamDecryptor.HEADER_SIZE]))
+            del buffer[: StreamDecryptor.HEADER_SIZE]
+            header_read = True
+        # Hold back one whole frame: a frame is only known not to be the final one once more bytes follow it.
+        while len(buffer) > _STREAM_FRAME_SIZE:
+            yield decryptor.decrypt_chunk(bytes(buffer[:_STREAM_FRAME_SIZE]), final=False)
+            del buffer[:_STREAM_FRAME_SIZE]
+    if not header_read:
+        raise DecryptionError("stream is shorter than its header")
+    # What is left is the final frame; if the real final chunk was cut off, this fails the final-flag check.
+    yield decryptor.decrypt_chunk(bytes(buffer), final=True)
+
+
+def ciphertext_size(plaintext_size: int) -> int:
+    """Return the exact length of :func:`encrypt_stream`'s output for ``plaintext_size`` bytes of input."""
+    if plaintext_size < 0:
+        raise ValueError("plaintext size cannot be negative")
+    chunk_count = plaintext_size // CHUNK_SIZE + 1  # the full chunks plus the final, possibly empty, one
+    return _STREAM_HEADER_SIZE + plaintext_size + TAG_SIZE * chunk_count

@@ -1,0 +1,90 @@
+"""Database plumbing: the declarative base, one engine per process, sessions that commit at the boundary.
+
+Each service owns a PostgreSQL schema (ingest, records, keys, messaging, ...); one Alembic history creates them
+all so a deployment migrates once. `python -m shared.db upgrade` applies the migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+        # asyncpg's statement cache breaks behind transaction-mode poolers; harmless to keep small.
+        connect_args={"server_settings": {"application_name": settings.service_name}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commits when the block ends normally, rolls back on any exception."""
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+def alembic_config(settings: Settings) -> object:
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    config = Config()
+    config.set_main_option("script_location", str(root / "shared" / "migrations"))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Apply migrations up to `revision`. Safe to run from several processes: Alembic takes a lock row."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = alembic_config(settings)
+    assert isinstance(config, Config)
+    command.upgrade(config, revision)
+
+
+async def upgrade_async(settings: Settings) -> None:
+    await asyncio.to_thread(upgrade, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] != ["upgrade"]:
+        print("usage: python -m shared.db upgrade [REVISION]", file=sys.stderr)
+        return 2
+    upgrade(Settings(), args[1] if len(args) > 1 else "head")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""HTTP pieces every service shares: problem-detail errors, health/readiness/metrics routes, security headers.
+
+Errors carry their status and name the offending field with a reason; they never echo the submitted value, so
+no personal data reaches an error body. FastAPI's own validation errors are rewritten to the same shape (its
+default body quotes the input).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+HTTP_REQUESTS = Counter(
+    "sailo_http_requests_total", "HTTP requests", ["service", "route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "sailo_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+class ApiError(Exception):
+    """An error with its HTTP status; rendered as application/problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        errors: Sequence[FieldError] = (),
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.errors = list(errors)
+        self.headers = headers or {}
+
+    @classmethod
+    def field(cls, status: int, field: str, reason: str, *, title: str | None = None) -> ApiError:
+        return cls(status, title or reason, [FieldError(field, reason)])
+
+
+def problem(
+    status: int, title: str, errors: Sequence[FieldError] = (), headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if errors:
+        body["errors"] = [e.as_dict() for e in errors]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def pydantic_errors(errors: Sequence[Any], *, drop_prefix: int = 0) -> list[FieldError]:
+    """Field and reason from pydantic error dicts, without the `input` they carry."""
+    out: list[FieldError] = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())][drop_prefix:]
+        message = str(error.get("msg", "invalid"))
+        # Our own validators raise IdentifierError(reason); pydantic prefixes "Value error, ".
+        message = message.removeprefix("Value error, ")
+        out.append(FieldError(".".join(loc) or "body", message))
+    return out
+
+
+async def _api_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return problem(exc.status, exc.title, exc.errors, exc.headers)
+
+
+async def _validation_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem(422, "Request is not valid", pydantic_errors(exc.errors()))
+
+
+async def _http_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    # The exception type only: its message may quote data.
+    log.error("http.unhandled_error", path=request.url.path, error=type(exc).__name__)
+    return problem(500, "Internal error")
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# The interactive docs page loads its own script and styles.
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def install_common(
+    app: FastAPI, *, service: str, ready_checks: Sequence[Callable[[Request], Awaitable[None]]]
+) -> None:
+    """Error handlers, security headers, request metrics, and /healthz, /readyz, /metrics."""
+    app.add_exception_handler(ApiError, _api_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)
+
+    @app.middleware("http")
+    async def _headers_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # The route template, never the concrete path: paths carry contact ids.
+        template = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, template, request.method, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(service, template, request.method).observe(time.perf_counter() - started)
+        for name, value in SECURITY_HEADERS.items():
+            if name == "Content-Security-Policy" and request.url.path.startswith(DOCS_PATHS):
+                continue
+            response.headers.setdefault(name, value)
+        return response
+
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the database and the broker answer",
+        responses={503: {"description": "A dependency does not answer"}},
+    )
+    async def readyz(request: Request) -> Response:
+        failures = []
+        for check in ready_checks:
+            try:
+                await check(request)
+            except Exception as exc:
+                failures.append(FieldError(getattr(check, "dependency", check.__name__), type(exc).__name__))
+        if failures:
+            return problem(503, "Not ready", failures, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ready", "service": service})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)

@@ -1,0 +1,113 @@
+"""Data keys: one random AES-256 key per contact and retention class, stored only wrapped by the KEK.
+
+Destroying a row here is crypto-shredding: every ciphertext under that key (rows, blobs, Kafka copies, backups)
+becomes unreadable at once. Unwrapped keys are cached briefly in memory so hot paths avoid a query per event;
+the cache lifetime bounds how long a destroyed key can still be used by a running process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import DateTime, LargeBinary, String, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.crypto import generate_data_key, unwrap_data_key, wrap_data_key
+from shared.db import Base
+
+KeyRef = tuple[UUID, str]  # (contact_ref, artifact_class)
+
+
+class DataKey(Base):
+    __tablename__ = "data_keys"
+    __table_args__ = {"schema": "keys"}
+
+    contact_ref: Mapped[UUID] = mapped_column(primary_key=True)
+    artifact_class: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class KeyUnavailable(Exception):
+    """The data key was destroyed (the data expired or was erased) or never existed."""
+
+
+def key_context(contact_ref: UUID, artifact_class: str) -> bytes:
+    """Associated data binding a wrapped key (and ciphertexts) to its contact and class."""
+    return f"{contact_ref}|{artifact_class}".encode()
+
+
+class KeyStore:
+    def __init__(
+        self, *, kek: bytes, kek_id: str, cache_seconds: float = 30.0, cache_size: int = 50_000
+    ) -> None:
+        self._kek = kek
+        self._kek_id = kek_id
+        self._cache_seconds = cache_seconds
+        self._cache_size = cache_size
+        self._cache: OrderedDict[KeyRef, tuple[float, bytes]] = OrderedDict()
+
+    def _cached(self, ref: KeyRef) -> bytes | None:
+        hit = self._cache.get(ref)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def _remember(self, ref: KeyRef, key: bytes) -> None:
+        self._cache[ref] = (time.monotonic() + self._cache_seconds, key)
+        self._cache.move_to_end(ref)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, refs: Iterable[KeyRef]) -> None:
+        for ref in refs:
+            self._cache.pop(ref, None)
+
+    async def get_or_create(self, session: AsyncSession, refs: Iterable[KeyRef]) -> dict[KeyRef, bytes]:
+        """The data keys for `refs`, creating the missing ones (concurrent creators agree on one key)."""
+        wanted = set(refs)
+        found = {ref: key for ref in wanted if (key := self._cached(ref)) is not None}
+        missing = wanted - found.keys()
+        if missing:
+            rows = [
+                {
+                    "contact_ref": ref[0],
+                    "artifact_class": ref[1],
+                    "wrapped_key": wrap_data_key(self._kek, generate_data_key(), context=key_context(*ref)),
+                    "kek_id": self._kek_id,
+                }
+                for ref in sorted(missing)
+            ]
+            await session.execute(insert(DataKey).values(rows).on_conflict_do_nothing())
+            found.update(await self._load(session, missing))
+        return found
+
+    async def get(self, session: AsyncSession, refs: Iterable[KeyRef]) -> dict[KeyRef, bytes]:
+        """Existing data keys only; a destroyed or unknown key is simply absent from the result."""
+        wanted = set(refs)
+        found = {ref: key for ref in wanted if (key := self._cached(ref)) is not None}
+        missing = wanted - found.keys()
+        if missing:
+            found.update(await self._load(session, missing))
+        return found
+
+    async def _load(self, session: AsyncSession, refs: set[KeyRef]) -> dict[KeyRef, bytes]:
+        result = await session.execute(
+            select(DataKey.contact_ref, DataKey.artifact_class, DataKey.wrapped_key).where(
+                tuple_(DataKey.contact_ref, DataKey.artifact_class).in_(sorted(refs))
+            )
+        )
+        loaded: dict[KeyRef, bytes] = {}
+        for contact_ref, artifact_class, wrapped in result:
+            ref = (contact_ref, artifact_class)
+            key = unwrap_data_key(self._kek, wrapped, context=key_context(*ref))
+            self._remember(ref, key)
+            loaded[ref] = key
+        return loaded

@@ -1,0 +1,41 @@
+"""Alembic environment: async engine, and an advisory lock so several instances starting together migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import services.ingest.models  # noqa: F401  (each import registers its tables on the metadata)
+import shared.kafka
+import shared.keystore
+import shared.records  # noqa: F401
+from shared.db import Base
+
+MIGRATION_LOCK_ID = 0x5A110  # any constant shared by all Sailo processes
+
+target_metadata = Base.metadata
+
+
+def _run(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    try:
+        context.configure(connection=connection, target_metadata=target_metadata, include_schemas=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+
+
+async def _run_async() -> None:
+    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url") or "")
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+asyncio.run(_run_async())

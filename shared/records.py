@@ -1,0 +1,428 @@
+"""The record store: contacts and their artifacts, every personal field encrypted.
+
+Ingest's consumer writes it; retention, DSR and export read and delete from it, so its tables and queries live
+here rather than in one service. Rows hold ciphertext under the contact's data key for the artifact's retention
+class (shared.keystore), plus the few clear attributes that access control and retention need: register,
+channel, times, direction, agent id, case status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.crypto import BlindIndex, open_sealed, seal
+from shared.db import Base
+from shared.events import SealedContactEvent
+from shared.keystore import KeyRef, KeyStore, KeyUnavailable, key_context
+
+SCHEMA = "records"
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_register_started", "register", "started_at"),
+        Index("ix_contacts_agent", "agent_id"),
+        {"schema": SCHEMA},
+    )
+
+    contact_ref: Mapped[UUID] = mapped_column(primary_key=True)
+    register: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    direction: Mapped[str | None] = mapped_column(String(10))
+    agent_id: Mapped[str | None] = mapped_column(String(100))
+    case_number: Mapped[str | None] = mapped_column(String(100))
+    case_status: Mapped[str | None] = mapped_column(String(10))
+    case_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContactEventRow(Base):
+    """Every accepted event of a contact, sealed as it travelled; the source for access packages."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (Index("ix_contact_events_contact", "contact_ref", "occurred_at"), {"schema": SCHEMA})
+
+    event_id: Mapped[UUID] = mapped_column(primary_key=True)
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(40))
+    artifact_class: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_digest: Mapped[str] = mapped_column(String(64))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Party(Base):
+    """A person in a contact: the customer, or the official who handled it."""
+
+    __tablename__ = "parties"
+    __table_args__ = (Index("ix_parties_contact", "contact_ref"), {"schema": SCHEMA})
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    # Keyed digest of the party's details: the same person seen in several events is one row.
+    identity_digest: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(100))
+    artifact_class: Mapped[str] = mapped_column(String(40))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_contact", "contact_ref", "sent_at"), {"schema": SCHEMA})
+
+    event_id: Mapped[UUID] = mapped_column(primary_key=True)
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
+    )
+    sender: Mapped[str] = mapped_column(String(20))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    artifact_class: Mapped[str] = mapped_column(String(40))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Artifact(Base):
+    """One retention unit of a contact: what retention schedules and deletes."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = {"schema": SCHEMA}
+
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_class: Mapped[str] = mapped_column(String(40), primary_key=True)
+    register: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    blob_key: Mapped[str | None] = mapped_column(String(300))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    ciphertext_sha256: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SubjectIndex(Base):
+    """Blind index: keyed hashes of normalised identifiers -> contacts. No plaintext identifier is stored."""
+
+    __tablename__ = "subject_index"
+    __table_args__ = (Index("ix_subject_index_contact", "contact_ref"), {"schema": SCHEMA})
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE"), primary_key=True
+    )
+
+
+def sealed_aad(contact_ref: UUID, artifact_class: str, part: str) -> bytes:
+    """Associated data for a sealed value: a ciphertext cannot be moved to another contact, class or column."""
+    return key_context(contact_ref, artifact_class) + b"|" + part.encode()
+
+
+@dataclass
+class _ContactUpdate:
+    register: str
+    policy_version: str
+    channel: str
+    started_at: datetime
+    last_event_at: datetime
+    ended_at: datetime | None = None
+    direction: str | None = None
+    agent_id: str | None = None
+    case_number: str | None = None
+    case_status: str | None = None
+    case_status_at: datetime | None = None
+    event_count: int = 0
+    artifact_spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+class RecordStore:
+    """Writes sealed contact events into the record store tables (idempotent; flushes, never commits)."""
+
+    def __init__(self, keystore: KeyStore, blind_index: BlindIndex) -> None:
+        self.keystore = keystore
+        self.blind_index = blind_index
+
+    async def apply(self, session: AsyncSession, events: list[SealedContactEvent]) -> None:
+        if not events:
+            return
+        # Ingest commits a data key before it publishes anything sealed under it; a missing key here means the
+        # data was already shredded (or the message is forged), which no retry can fix.
+        wanted = {(e.contact_ref, e.artifact_class.value) for e in events}
+        keys = await self.keystore.get(session, wanted)
+        if missing := wanted - keys.keys():
+            raise KeyUnavailable(f"{len(missing)} data key(s) unavailable")
+        contacts: dict[UUID, _ContactUpdate] = {}
+        event_rows: list[dict[str, Any]] = []
+        message_rows: list[dict[str, Any]] = []
+        party_rows: dict[tuple[UUID, str, str], dict[str, Any]] = {}
+        index_rows: set[tuple[str, str, UUID]] = set()
+
+        for event in events:
+            ref: KeyRef = (event.contact_ref, event.artifact_class.value)
+            data_key = keys[ref]
+            sealed_doc = _b64(event.sealed)
+            document = json.loads(
+                open_sealed(data_key, sealed_doc, aad=sealed_aad(event.contact_ref, ref[1], "event"))
+            )
+            data: dict[str, Any] = document["data"]
+            self._fold_contact(contacts, event, data)
+            event_rows.append(
+                {
+                    "event_id": event.event_id,
+                    "contact_ref": event.contact_ref,
+                    "type": event.type,
+                    "artifact_class": ref[1],
+                    "occurred_at": event.occurred_at,
+                    "received_at": event.received_at,
+                    "content_digest": event.content_digest,
+                    "sealed": sealed_doc,
+                }
+            )
+            if event.type in ("chat.message", "chatbot.message"):
+                message_rows.append(
+                    {
+                        "event_id": event.event_id,
+                        "contact_ref": event.contact_ref,
+                        "sender": data["sender"],
+                        "sent_at": event.occurred_at,
+                        "artifact_class": ref[1],
+                        "sealed": seal(
+                            data_key,
+                            data["text"].encode(),
+                            aad=sealed_aad(event.contact_ref, ref[1], "message"),
+                        ),
+                    }
+                )
+            for role, details in _parties(event.type, data):
+                digest = self.blind_index.content_digest(json.dumps(details, sort_keys=True).encode())
+                key = (event.contact_ref, role, digest)
+                if key not in party_rows:
+                    party_rows[key] = {
+                        "contact_ref": event.contact_ref,
+                        "role": role,
+                        "identity_digest": digest,
+                        "agent_id": details.get("id") if role == "agent" else None,
+                        "artifact_class": ref[1],
+                        "sealed": seal(
+                            data_key,
+                            json.dumps(details, sort_keys=True).encode(),
+                            aad=sealed_aad(event.contact_ref, ref[1], "party"),
+                        ),
+                        "first_seen_at": event.occurred_at,
+                    }
+            for entry in event.blind_index:
+                index_rows.add((entry.digest, entry.kind, event.contact_ref))
+
+        await self._upsert_contacts(session, contacts)
+        await session.execute(insert(ContactEventRow).values(event_rows).on_conflict_do_nothing())
+        if message_rows:
+            await session.execute(insert(Message).values(message_rows).on_conflict_do_nothing())
+        if party_rows:
+            existing = await session.execute(
+                select(Party.contact_ref, Party.role, Party.identity_digest).where(
+                    Party.contact_ref.in_({k[0] for k in party_rows})
+                )
+            )
+            for contact, role, digest in existing:
+                party_rows.pop((contact, role, digest), None)
+            if party_rows:
+                await session.execute(insert(Party).values(list(party_rows.values())))
+        if index_rows:
+            await session.execute(
+                insert(SubjectIndex)
+                .values([{"digest": d, "kind": k, "contact_ref": c} for d, k, c in sorted(index_rows)])
+                .on_conflict_do_nothing()
+            )
+        await self._upsert_artifacts(session, contacts)
+
+    @staticmethod
+    def _fold_contact(
+        contacts: dict[UUID, _ContactUpdate], event: SealedContactEvent, data: dict[str, Any]
+    ) -> None:
+        at = event.occurred_at
+        update = contacts.get(event.contact_ref)
+        if update is None:
+            update = contacts[event.contact_ref] = _ContactUpdate(
+                register=event.register,
+                policy_version=event.policy_version,
+                channel=event.channel.value,
+                started_at=at,
+                last_event_at=at,
+            )
+        update.event_count += 1
+        update.started_at = min(update.started_at, at)
+        update.last_event_at = max(update.last_event_at, at)
+        if event.type.endswith(".ended"):
+            update.ended_at = _later(update.ended_at, at)
+        attrs = event.attributes
+        update.direction = attrs.get("direction", update.direction)
+        update.agent_id = attrs.get("agent_id", update.agent_id)
+        if "case_number" in attrs:
+            update.case_number = attrs["case_number"]
+        if event.type in ("case.opened", "case.closed"):
+            status = "open" if event.type == "case.opened" else "closed"
+            if update.case_status_at is None or at >= update.case_status_at:
+                update.case_status, update.case_status_at = status, at
+        first, last = update.artifact_spans.get(event.artifact_class.value, (at, at))
+        update.artifact_spans[event.artifact_class.value] = (min(first, at), max(last, at))
+
+    @staticmethod
+    async def _upsert_contacts(session: AsyncSession, contacts: dict[UUID, _ContactUpdate]) -> None:
+        rows = [
+            {
+                "contact_ref": ref,
+                "register": u.register,
+                "policy_version": u.policy_version,
+                "channel": u.channel,
+                "started_at": u.started_at,
+                "ended_at": u.ended_at,
+                "last_event_at": u.last_event_at,
+                "direction": u.direction,
+                "agent_id": u.agent_id,
+                "case_number": u.case_number,
+                "case_status": u.case_status,
+                "case_status_at": u.case_status_at,
+                "event_count": u.event_count,
+            }
+            for ref, u in sorted(contacts.items())
+        ]
+        stmt = insert(Contact).values(rows)
+        new = stmt.excluded
+        table = Contact.__table__.c
+        # Events can arrive out of order: the earliest start, the latest end and the newest case status win.
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Contact.contact_ref],
+                set_={
+                    "started_at": func.least(table.started_at, new.started_at),
+                    # The policy version follows the contact's start (the version in force at the contact's time).
+                    "policy_version": _case(
+                        new.started_at < table.started_at, new.policy_version, table.policy_version
+                    ),
+                    "ended_at": func.greatest(table.ended_at, new.ended_at),
+                    "last_event_at": func.greatest(table.last_event_at, new.last_event_at),
+                    "direction": func.coalesce(new.direction, table.direction),
+                    "agent_id": func.coalesce(new.agent_id, table.agent_id),
+                    "case_number": func.coalesce(new.case_number, table.case_number),
+                    "case_status": _case(
+                        _newer(new.case_status_at, table.case_status_at), new.case_status, table.case_status
+                    ),
+                    "case_status_at": func.greatest(table.case_status_at, new.case_status_at),
+                    "event_count": table.event_count + new.event_count,
+                    "updated_at": func.now(),
+                },
+            )
+        )
+
+    @staticmethod
+    async def _upsert_artifacts(session: AsyncSession, contacts: dict[UUID, _ContactUpdate]) -> None:
+        rows = [
+            {
+                "contact_ref": ref,
+                "artifact_class": artifact_class,
+                "register": u.register,
+                "first_at": first,
+                "last_at": last,
+                "status": "active",
+            }
+            for ref, u in sorted(contacts.items())
+            for artifact_class, (first, last) in sorted(u.artifact_spans.items())
+        ]
+        stmt = insert(Artifact).values(rows)
+        table = Artifact.__table__.c
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Artifact.contact_ref, Artifact.artifact_class],
+                set_={
+                    "first_at": func.least(table.first_at, stmt.excluded.first_at),
+                    "last_at": func.greatest(table.last_at, stmt.excluded.last_at),
+                    "updated_at": func.now(),
+                },
+            )
+        )
+
+
+def _case(condition: Any, then: Any, otherwise: Any) -> Any:
+    from sqlalchemy import case
+
+    return case((condition, then), else_=otherwise)
+
+
+def _newer(new: Any, old: Any) -> Any:
+    return (old.is_(None)) | ((new.is_not(None)) & (new >= old))
+
+
+def _b64(value: str) -> bytes:
+    import base64
+
+    return base64.b64decode(value)
+
+
+def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The people an event names, as (role, details)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    agent = data.get("agent")
+    if isinstance(agent, dict):
+        found.append(("agent", agent))
+    customer: dict[str, Any] = {}
+    if event_type.startswith("call."):
+        number = (
+            data.get("caller_number")
+            if data.get("direction", "inbound") == "inbound"
+            else data.get("callee_number")
+        )
+        if number:
+            customer["phone"] = number
+    elif event_type == "chat.started" and isinstance(data.get("customer"), dict):
+        customer.update(data["customer"])
+    elif event_type.startswith("sms_survey.") and data.get("phone_number"):
+        customer["phone"] = data["phone_number"]
+    elif event_type == "email.received":
+        customer["email"] = data["from_address"]
+        if data.get("from_name"):
+            customer["name"] = data["from_name"]
+    elif event_type == "identification":
+        customer = {"name": data["name"], "personal_identity_code": data["personal_identity_code"]}
+    if customer:
+        found.append(("customer", customer))
+    return found

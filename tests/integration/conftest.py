@@ -1,0 +1,90 @@
+"""The ingest service in-process on the session's real PostgreSQL and broker, with an HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.ingest.app import create_app
+from shared.auth import Role
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+
+@dataclass
+class Ingest:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    headers: dict[Role, dict[str, str]] = field(default_factory=dict)
+    log_file: Path | None = None
+
+    def auth(self, role: Role = Role.PLATFORM) -> dict[str, str]:
+        return self.headers[role]
+
+
+@pytest.fixture(scope="session")
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs") / "sailo.log"
+
+
+@pytest.fixture(scope="session")
+async def ingest(settings: Settings, token_for: Any, log_file: Path) -> AsyncIterator[Ingest]:
+    stream = log_file.open("a", encoding="utf-8")
+    configure_logging(service="ingest", level="DEBUG", json=True, stream=stream)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest.test", timeout=30
+        ) as client:
+            headers = {
+                role: {"Authorization": f"Bearer {token_for(role)}"}
+                for role in (Role.PLATFORM, Role.MANAGER, Role.ADMIN, Role.CASEWORKER)
+            }
+            yield Ingest(app, client, settings, headers, log_file)
+    configure_logging(service="tests", level="INFO", json=True)
+    stream.close()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, attempts: int = 200, pause: float = 0.05) -> Any:
+    """Poll until `check` returns a truthy value (the record store is asynchronous); bounded by count."""
+    last: Any = None
+    for _ in range(attempts):
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(pause)
+    raise AssertionError(f"condition not met after {attempts} attempts; last value: {last!r}")
+
+
+def wav_bytes(seconds: float = 1.0, *, rate: int = 8000, marker: bytes = b"") -> bytes:
+    """A real mono 16-bit PCM WAV file; `marker` is embedded in the samples (canary tests)."""
+    import wave
+
+    frames = int(seconds * rate)
+    samples = (
+        bytearray((marker * (frames * 2 // max(len(marker), 1) + 1))[: frames * 2])
+        if marker
+        else bytearray((i * 37) % 256 for i in range(frames * 2))
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(samples))
+    return buffer.getvalue()
