@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 SERVICES = (
@@ -74,10 +75,12 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+def _wait_healthy(
+    port: int, process: subprocess.Popen[bytes], stopping: Callable[[], bool], timeout: float = 90.0
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process.poll() is not None or stopping():
             return False
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
@@ -109,25 +112,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
             )
             return 1
 
-    stack = None
-    if not env.get("DATABASE_URL") or not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        stack = EmbeddedStack(data_dir, pg_port=args.pg_port, kafka_port=args.kafka_port)
-        try:
-            stack.start()
-        except EmbeddedError as exc:
-            print(f"sailo dev: {exc}", file=sys.stderr)
-            return 1
-        embedded = stack.environment()
-        for key, value in embedded.items():
-            if key in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ENABLE_IDEMPOTENCE") and env.get(
-                key
-            ):
-                continue
-            env[key] = value
-        env["SAILO_DATA_DIR"] = str(data_dir)
-
-    _private, public = _ensure_signing_key(data_dir)
-    env.setdefault("AUTH_PUBLIC_KEY_FILE", str(public))
     processes: list[tuple[str, int, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -135,9 +119,37 @@ def cmd_dev(args: argparse.Namespace) -> int:
         nonlocal stopping
         stopping = True
 
+    # Handlers first: a Ctrl-C at any moment below still runs the clean-up in `finally`.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    stack = None
+    exit_code = 0
     try:
+        if not env.get("DATABASE_URL") or not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            try:
+                stack = EmbeddedStack(
+                    data_dir,
+                    pg_port=args.pg_port,
+                    kafka_port=args.kafka_port,
+                    pg_port_option="--pg-port (or SAILO_PG_PORT)",
+                    kafka_port_option="--kafka-port (or SAILO_KAFKA_PORT)",
+                )
+                stack.start()
+            except (EmbeddedError, ValueError) as exc:
+                print(f"sailo dev: {exc}", file=sys.stderr)
+                return 1
+            for key, value in stack.environment().items():
+                if key in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ENABLE_IDEMPOTENCE") and env.get(
+                    key
+                ):
+                    continue
+                env[key] = value
+            env["SAILO_DATA_DIR"] = str(data_dir)
+
+        _private, public = _ensure_signing_key(data_dir)
+        env.setdefault("AUTH_PUBLIC_KEY_FILE", str(public))
+        if stopping:
+            return 0
         subprocess.run([sys.executable, "-m", "shared.db", "upgrade"], env=env, check=True)
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -149,7 +161,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
             )
             processes.append((name, port, process))
         for name, port, process in processes:
-            if not _wait_healthy(port, process):
+            if not _wait_healthy(port, process, lambda: stopping):
+                if stopping:
+                    return 0
                 print(
                     f"sailo dev: the {name} service did not become ready; see {logs / (name + '.log')}",
                     file=sys.stderr,
@@ -162,18 +176,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(f"  postgres   {stack.database_url}")
             print(f"  broker     {stack.bootstrap_servers}")
         print(f"  logs       {logs}/")
-        print("  token      uv run sailo token --role platform")
+        print("  token      .venv/bin/sailo token --role platform")
         sys.stdout.flush()
         while not stopping:
             for name, _port, process in processes:
                 if process.poll() is not None:
                     print(
-                        f"sailo dev: the {name} service exited ({process.returncode}); stopping",
+                        f"sailo dev: the {name} service exited ({process.returncode}); stopping everything",
                         file=sys.stderr,
                     )
                     stopping = True
+                    exit_code = 1
             time.sleep(0.5)
-        return 0
+        return exit_code
     finally:
         for _name, _port, process in processes:
             if process.poll() is None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Result, Table, TextClause, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -51,6 +54,36 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
     """One unit of work: commits when the block ends normally, rolls back on any exception."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+@lru_cache(maxsize=256)
+def _bulk_insert_sql(table: Table, columns: tuple[str, ...], tail: str) -> TextClause:
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=_POSTGRESQL)}[])" for name in columns
+    )
+    names = ", ".join(f'"{name}"' for name in columns)
+    # Identifiers come from the table's metadata and `tail` from code, never from input.
+    sql = f"INSERT INTO {table.schema}.{table.name} ({names}) SELECT * FROM unnest({arrays}) {tail}"  # noqa: S608
+    return text(sql)
+
+
+async def bulk_insert(
+    session: AsyncSession, model: type[Base], rows: Sequence[Mapping[str, Any]], *, tail: str = ""
+) -> Result[Any]:
+    """INSERT many rows as one statement over `unnest` of one array per column.
+
+    One round trip and one prepared statement whatever the row count: far cheaper than a multi-row VALUES
+    list, which SQLAlchemy compiles anew for every batch size. `tail` is the ON CONFLICT / RETURNING clause,
+    which may use `EXCLUDED` as in any INSERT.
+    """
+    columns = tuple(rows[0].keys())
+    table = model.__table__
+    assert isinstance(table, Table)
+    statement = _bulk_insert_sql(table, columns, tail)
+    return await session.execute(statement, {name: [row[name] for row in rows] for name in columns})
 
 
 def alembic_config(settings: Settings) -> object:

@@ -23,12 +23,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client import Counter
 from sqlalchemy import DateTime, String, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.db import Base, bulk_insert
 from shared.faults import fault_point
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -275,21 +274,16 @@ class ConsumerLoop(Generic[T]):
             unique: dict[UUID, _Decoded[T]] = {}
             for one in decoded:
                 unique.setdefault(one.event_id, one)
-            inserted = set(
-                (
-                    await session.scalars(
-                        insert(ProcessedEvent)
-                        .values(
-                            [
-                                {"consumer_group": self.group, "event_id": eid, "content_digest": one.digest}
-                                for eid, one in unique.items()
-                            ]
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(ProcessedEvent.event_id)
-                    )
-                ).all()
+            result = await bulk_insert(
+                session,
+                ProcessedEvent,
+                [
+                    {"consumer_group": self.group, "event_id": eid, "content_digest": one.digest}
+                    for eid, one in unique.items()
+                ],
+                tail="ON CONFLICT DO NOTHING RETURNING event_id",
             )
+            inserted = set(result.scalars().all())
             fresh = [one for eid, one in unique.items() if eid in inserted]
             repeats = [one for eid, one in unique.items() if eid not in inserted]
             conflicting = await self._conflicting_repeats(session, repeats)

@@ -14,12 +14,11 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import DateTime, LargeBinary, String, func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.crypto import generate_data_key, unwrap_data_key, wrap_data_key
-from shared.db import Base
+from shared.db import Base, bulk_insert
 
 KeyRef = tuple[UUID, str]  # (contact_ref, artifact_class)
 
@@ -85,7 +84,7 @@ class KeyStore:
                 }
                 for ref in sorted(missing)
             ]
-            await session.execute(insert(DataKey).values(rows).on_conflict_do_nothing())
+            await bulk_insert(session, DataKey, rows, tail="ON CONFLICT DO NOTHING")
             found.update(await self._load(session, missing))
         return found
 

@@ -22,15 +22,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
     func,
-    select,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.crypto import BlindIndex, open_sealed, seal
-from shared.db import Base
+from shared.db import Base, bulk_insert
 from shared.events import SealedContactEvent
 from shared.keystore import KeyRef, KeyStore, KeyUnavailable, key_context
 
@@ -84,7 +83,7 @@ class Party(Base):
     """A person in a contact: the customer, or the official who handled it."""
 
     __tablename__ = "parties"
-    __table_args__ = (Index("ix_parties_contact", "contact_ref"), {"schema": SCHEMA})
+    __table_args__ = (UniqueConstraint("contact_ref", "role", "identity_digest"), {"schema": SCHEMA})
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     contact_ref: Mapped[UUID] = mapped_column(
@@ -254,24 +253,17 @@ class RecordStore:
                 index_rows.add((entry.digest, entry.kind, event.contact_ref))
 
         await self._upsert_contacts(session, contacts)
-        await session.execute(insert(ContactEventRow).values(event_rows).on_conflict_do_nothing())
+        await bulk_insert(session, ContactEventRow, event_rows, tail="ON CONFLICT DO NOTHING")
         if message_rows:
-            await session.execute(insert(Message).values(message_rows).on_conflict_do_nothing())
+            await bulk_insert(session, Message, message_rows, tail="ON CONFLICT DO NOTHING")
         if party_rows:
-            existing = await session.execute(
-                select(Party.contact_ref, Party.role, Party.identity_digest).where(
-                    Party.contact_ref.in_({k[0] for k in party_rows})
-                )
-            )
-            for contact, role, digest in existing:
-                party_rows.pop((contact, role, digest), None)
-            if party_rows:
-                await session.execute(insert(Party).values(list(party_rows.values())))
+            await bulk_insert(session, Party, list(party_rows.values()), tail="ON CONFLICT DO NOTHING")
         if index_rows:
-            await session.execute(
-                insert(SubjectIndex)
-                .values([{"digest": d, "kind": k, "contact_ref": c} for d, k, c in sorted(index_rows)])
-                .on_conflict_do_nothing()
+            await bulk_insert(
+                session,
+                SubjectIndex,
+                [{"digest": d, "kind": k, "contact_ref": c} for d, k, c in sorted(index_rows)],
+                tail="ON CONFLICT DO NOTHING",
             )
         await self._upsert_artifacts(session, contacts)
 
@@ -326,33 +318,9 @@ class RecordStore:
             }
             for ref, u in sorted(contacts.items())
         ]
-        stmt = insert(Contact).values(rows)
-        new = stmt.excluded
-        table = Contact.__table__.c
-        # Events can arrive out of order: the earliest start, the latest end and the newest case status win.
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Contact.contact_ref],
-                set_={
-                    "started_at": func.least(table.started_at, new.started_at),
-                    # The policy version follows the contact's start (the version in force at the contact's time).
-                    "policy_version": _case(
-                        new.started_at < table.started_at, new.policy_version, table.policy_version
-                    ),
-                    "ended_at": func.greatest(table.ended_at, new.ended_at),
-                    "last_event_at": func.greatest(table.last_event_at, new.last_event_at),
-                    "direction": func.coalesce(new.direction, table.direction),
-                    "agent_id": func.coalesce(new.agent_id, table.agent_id),
-                    "case_number": func.coalesce(new.case_number, table.case_number),
-                    "case_status": _case(
-                        _newer(new.case_status_at, table.case_status_at), new.case_status, table.case_status
-                    ),
-                    "case_status_at": func.greatest(table.case_status_at, new.case_status_at),
-                    "event_count": table.event_count + new.event_count,
-                    "updated_at": func.now(),
-                },
-            )
-        )
+        # Events can arrive out of order: the earliest start, the latest end and the newest case status win;
+        # the policy version follows the contact's start (the version in force at the contact's time).
+        await bulk_insert(session, Contact, rows, tail=_CONTACT_UPSERT)
 
     @staticmethod
     async def _upsert_artifacts(session: AsyncSession, contacts: dict[UUID, _ContactUpdate]) -> None:
@@ -368,28 +336,32 @@ class RecordStore:
             for ref, u in sorted(contacts.items())
             for artifact_class, (first, last) in sorted(u.artifact_spans.items())
         ]
-        stmt = insert(Artifact).values(rows)
-        table = Artifact.__table__.c
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Artifact.contact_ref, Artifact.artifact_class],
-                set_={
-                    "first_at": func.least(table.first_at, stmt.excluded.first_at),
-                    "last_at": func.greatest(table.last_at, stmt.excluded.last_at),
-                    "updated_at": func.now(),
-                },
-            )
-        )
+        await bulk_insert(session, Artifact, rows, tail=_ARTIFACT_UPSERT)
 
 
-def _case(condition: Any, then: Any, otherwise: Any) -> Any:
-    from sqlalchemy import case
+_CONTACT_UPSERT = """
+ON CONFLICT (contact_ref) DO UPDATE SET
+    started_at = LEAST(contacts.started_at, EXCLUDED.started_at),
+    policy_version = CASE WHEN EXCLUDED.started_at < contacts.started_at
+                          THEN EXCLUDED.policy_version ELSE contacts.policy_version END,
+    ended_at = GREATEST(contacts.ended_at, EXCLUDED.ended_at),
+    last_event_at = GREATEST(contacts.last_event_at, EXCLUDED.last_event_at),
+    direction = COALESCE(EXCLUDED.direction, contacts.direction),
+    agent_id = COALESCE(EXCLUDED.agent_id, contacts.agent_id),
+    case_number = COALESCE(EXCLUDED.case_number, contacts.case_number),
+    case_status = CASE WHEN contacts.case_status_at IS NULL OR EXCLUDED.case_status_at >= contacts.case_status_at
+                       THEN COALESCE(EXCLUDED.case_status, contacts.case_status) ELSE contacts.case_status END,
+    case_status_at = GREATEST(contacts.case_status_at, EXCLUDED.case_status_at),
+    event_count = contacts.event_count + EXCLUDED.event_count,
+    updated_at = now()
+"""
 
-    return case((condition, then), else_=otherwise)
-
-
-def _newer(new: Any, old: Any) -> Any:
-    return (old.is_(None)) | ((new.is_not(None)) & (new >= old))
+_ARTIFACT_UPSERT = """
+ON CONFLICT (contact_ref, artifact_class) DO UPDATE SET
+    first_at = LEAST(artifacts.first_at, EXCLUDED.first_at),
+    last_at = GREATEST(artifacts.last_at, EXCLUDED.last_at),
+    updated_at = now()
+"""
 
 
 def _b64(value: str) -> bytes:

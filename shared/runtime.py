@@ -78,4 +78,13 @@ def serve(app: FastAPI, settings: Settings, *, port: int) -> None:
         service=settings.service_name, level=settings.log_level, json=settings.log_format.value == "json"
     )
     log.info("service.starting", port=port)
-    uvicorn.run(app, host="0.0.0.0", port=port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.run(
+        app,
+        host="0.0.0.0",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # On SIGTERM: stop accepting, give open requests this long, then close (consumers stop in the lifespan).
+        timeout_graceful_shutdown=10,
+    )

@@ -19,12 +19,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.models import AcceptedEvent
 from shared.clock import Clock
 from shared.crypto import BlindIndex, seal
+from shared.db import bulk_insert
 from shared.events import EVENT_TYPES, BlindIndexEntry, ContactEvent, SealedContactEvent, parse_contact_event
 from shared.http import FieldError, pydantic_errors
 from shared.identifiers import normalise_name, normalise_nickname
@@ -298,25 +298,16 @@ class IntakeService:
 
         if acked:
             async with self.sessionmaker() as session, session.begin():
-                inserted = set(
-                    (
-                        await session.scalars(
-                            insert(AcceptedEvent)
-                            .values(
-                                [
-                                    {
-                                        "event_id": e.event_id,
-                                        "content_digest": e.content_digest,
-                                        "register": e.register,
-                                    }
-                                    for e in acked
-                                ]
-                            )
-                            .on_conflict_do_nothing()
-                            .returning(AcceptedEvent.event_id)
-                        )
-                    ).all()
+                result = await bulk_insert(
+                    session,
+                    AcceptedEvent,
+                    [
+                        {"event_id": e.event_id, "content_digest": e.content_digest, "register": e.register}
+                        for e in acked
+                    ],
+                    tail="ON CONFLICT DO NOTHING RETURNING event_id",
                 )
+                inserted = set(result.scalars().all())
                 raced = [e for e in acked if e.event_id not in inserted]
                 if raced:
                     # Another request accepted the same id meanwhile; the record store keeps the first.
