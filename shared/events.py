@@ -422,8 +422,11 @@ def parse_contact_event(raw: Any) -> ContactEvent:
     return event
 
 
+IdentifierKind = Literal["phone", "email", "personal_identity_code", "name", "nickname", "contact_id"]
+
+
 class BlindIndexEntry(Contract):
-    kind: Literal["phone", "email", "personal_identity_code", "name", "nickname", "contact_id"]
+    kind: IdentifierKind
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.ingest.contacts import find_contact, read_contact
 from services.ingest.intake import IntakeService, Outcome
 from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
-from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, FieldErrorRead, RecordingRead
+from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, RecordingRead
 from shared.auth import Principal, Role, require_roles
 from shared.crypto import BlindIndex
 from shared.events import EVENT_TYPES, example_event
@@ -85,15 +85,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _outcome_read(outcome: Outcome, index: int | None = None) -> EventOutcomeRead:
-    return EventOutcomeRead(
-        index=index,
-        event_id=outcome.event_id,
-        status=outcome.status,
-        outcome=outcome.outcome,
-        errors=[FieldErrorRead(field=e.field, reason=e.reason) for e in outcome.errors],
-        dropped_fields=outcome.dropped_fields,
-    )
+def _outcome_read(outcome: Outcome, index: int | None = None) -> dict[str, Any]:
+    """One item's answer, shaped as EventOutcomeRead (built as a dict: a batch has many)."""
+    return {
+        "index": index,
+        "event_id": outcome.event_id,
+        "status": outcome.status,
+        "outcome": outcome.outcome,
+        "errors": [e.as_dict() for e in outcome.errors],
+        "dropped_fields": outcome.dropped_fields,
+    }
 
 
 def _event_openapi(batch: bool) -> dict[str, Any]:
@@ -156,9 +157,8 @@ async def post_event(request: Request, _principal: PlatformDep) -> Response:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError.field(400, "body", f"not valid JSON (at position {getattr(exc, 'pos', 0)})") from None
     outcome = (await service.accept([raw]))[0]
-    read = _outcome_read(outcome)
     if outcome.status == 202:
-        return JSONResponse(read.model_dump(mode="json"), status_code=202)
+        return JSONResponse(_outcome_read(outcome), status_code=202)
     headers = {"Retry-After": "5"} if outcome.status == 503 else None
     raise ApiError(outcome.status, _TITLES.get(outcome.status, "Rejected"), outcome.errors, headers=headers)
 
@@ -222,21 +222,21 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
         )
     positions = [i for i in range(len(items)) if i not in broken]
     outcomes = await intake_service(request).accept([items[i] for i in positions])
-    results: list[EventOutcomeRead | None] = [None] * len(items)
+    results: list[dict[str, Any] | None] = [None] * len(items)
     for i, outcome in zip(positions, outcomes, strict=True):
         results[i] = _outcome_read(outcome, i)
     for i, error in broken.items():
         results[i] = _outcome_read(Outcome(400, "rejected", None, [error]), i)
     final = [r for r in results if r is not None]
-    batch = BatchRead(
-        accepted=sum(r.outcome == "accepted" for r in final),
-        duplicates=sum(r.outcome == "duplicate" for r in final),
-        rejected=sum(r.status != 202 for r in final),
-        results=final,
-    )
-    status = 202 if batch.rejected == 0 else 207
-    headers = {"Retry-After": "5"} if any(r.status == 503 for r in final) else None
-    return JSONResponse(batch.model_dump(mode="json"), status_code=status, headers=headers)
+    rejected = sum(r["status"] != 202 for r in final)
+    batch = {
+        "accepted": sum(r["outcome"] == "accepted" for r in final),
+        "duplicates": sum(r["outcome"] == "duplicate" for r in final),
+        "rejected": rejected,
+        "results": final,
+    }
+    headers = {"Retry-After": "5"} if any(r["status"] == 503 for r in final) else None
+    return JSONResponse(batch, status_code=202 if rejected == 0 else 207, headers=headers)
 
 
 @router.put(

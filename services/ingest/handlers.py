@@ -58,7 +58,7 @@ class IntakeHandler:
         return result
 
     def identify(self, item: Validated) -> tuple[UUID, str]:
-        return item.event.event_id, self.intake.digest(item.event)
+        return item.event.event_id, item.digest
 
     async def apply(self, session: AsyncSession, items: list[Validated]) -> None:
         # Publishing uses its own transactions (the data keys must be committed before anything sealed under

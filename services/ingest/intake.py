@@ -18,14 +18,21 @@ from uuid import UUID
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.models import AcceptedEvent
 from shared.clock import Clock
 from shared.crypto import BlindIndex, seal
 from shared.db import bulk_insert
-from shared.events import EVENT_TYPES, BlindIndexEntry, ContactEvent, SealedContactEvent, parse_contact_event
+from shared.events import (
+    EVENT_TYPES,
+    BlindIndexEntry,
+    ContactEvent,
+    IdentifierKind,
+    SealedContactEvent,
+    parse_contact_event,
+)
 from shared.http import FieldError, pydantic_errors
 from shared.identifiers import normalise_name, normalise_nickname
 from shared.keystore import KeyStore
@@ -34,6 +41,10 @@ from shared.policy import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownR
 from shared.records import sealed_aad
 
 log = get_logger(__name__)
+
+_LEDGER_LOOKUP = text(
+    "SELECT event_id, content_digest FROM ingest.accepted_events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
+)
 
 # A platform's clock may run a little ahead of ours; beyond this an event "from the future" is refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -48,9 +59,14 @@ class Rejected:
 
 @dataclass
 class Validated:
+    """An event that passed every rule, with what sealing needs computed once."""
+
     event: ContactEvent
     policy: PolicyVersion
     artifact_class: ArtifactClass
+    contact_ref: UUID
+    data: dict[str, Any]  # the data as stored: JSON types, absent fields left out
+    digest: str  # keyed digest of the whole event: equal for a faithful resend
     dropped_fields: list[str] = field(default_factory=list)
 
 
@@ -192,11 +208,30 @@ class IntakeService:
             dropped.append("data.caller_number")
         if dropped:
             event = event.model_copy(update={"data": data})
-        return Validated(event, policy, artifact_class, dropped)
-
-    def digest(self, event: ContactEvent) -> str:
-        canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return self.blind_index.content_digest(canonical.encode())
+        stored = data.model_dump(mode="json", exclude_none=True)
+        canonical = {
+            "event_id": event_id,
+            "type": event.type,
+            "version": event.version,
+            "register": event.register,
+            "contact_id": event.contact_id,
+            "occurred_at": event.occurred_at.isoformat(),
+            "producer": event.producer,
+            "correlation_id": event.correlation_id,
+            "data": stored,
+        }
+        digest = self.blind_index.content_digest(
+            json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        )
+        return Validated(
+            event,
+            policy,
+            artifact_class,
+            self.contact_ref(event.register, event.contact_id),
+            stored,
+            digest,
+            dropped,
+        )
 
     # -- acceptance ------------------------------------------------------------------------------------------
 
@@ -221,7 +256,7 @@ class IntakeService:
         outcomes: list[Outcome | None] = [None] * len(items)
         candidates: dict[UUID, tuple[int, Validated, str]] = {}
         for index, validated in enumerate(items):
-            digest = self.digest(validated.event)
+            digest = validated.digest
             event_id = validated.event.event_id
             if event_id in candidates:
                 same = candidates[event_id][2] == digest
@@ -231,12 +266,8 @@ class IntakeService:
 
         if candidates:
             async with self.sessionmaker() as session:
-                rows = await session.execute(
-                    select(AcceptedEvent.event_id, AcceptedEvent.content_digest).where(
-                        AcceptedEvent.event_id.in_(list(candidates))
-                    )
-                )
-                known = dict(rows.all())
+                rows = await session.execute(_LEDGER_LOOKUP, {"ids": list(candidates)})
+                known = {row[0]: row[1] for row in rows}
             for event_id, digest in known.items():
                 index, _validated, mine = candidates.pop(event_id)
                 outcomes[index] = (
@@ -257,8 +288,7 @@ class IntakeService:
         sealed_events: list[SealedContactEvent] = []
         refs = set()
         for _index, validated, _digest in items:
-            event = validated.event
-            refs.add((self.contact_ref(event.register, event.contact_id), validated.artifact_class.value))
+            refs.add((validated.contact_ref, validated.artifact_class.value))
         # Committed before publishing: the record store must find every key a published event needs.
         async with self.sessionmaker() as session, session.begin():
             keys = await self.keystore.get_or_create(session, refs)
@@ -311,12 +341,8 @@ class IntakeService:
                 raced = [e for e in acked if e.event_id not in inserted]
                 if raced:
                     # Another request accepted the same id meanwhile; the record store keeps the first.
-                    rows = await session.execute(
-                        select(AcceptedEvent.event_id, AcceptedEvent.content_digest).where(
-                            AcceptedEvent.event_id.in_([e.event_id for e in raced])
-                        )
-                    )
-                    winners = dict(rows.all())
+                    rows = await session.execute(_LEDGER_LOOKUP, {"ids": [e.event_id for e in raced]})
+                    winners = {row[0]: row[1] for row in rows}
                     for e in raced:
                         if winners.get(e.event_id) != e.content_digest:
                             failures[e.event_id] = _conflict(e.event_id)
@@ -329,19 +355,19 @@ class IntakeService:
         self, validated: Validated, digest: str, keys: dict[tuple[UUID, str], bytes], received_at: datetime
     ) -> SealedContactEvent:
         event = validated.event
-        artifact_class = validated.artifact_class
-        contact_ref = self.contact_ref(event.register, event.contact_id)
+        artifact_class = validated.artifact_class.value
+        contact_ref = validated.contact_ref
+        data = validated.data
         document = json.dumps(
-            {"contact_id": event.contact_id, "data": event.data.model_dump(mode="json", exclude_none=True)},
-            separators=(",", ":"),
-            ensure_ascii=False,
+            {"contact_id": event.contact_id, "data": data}, separators=(",", ":"), ensure_ascii=False
         ).encode()
         sealed = seal(
-            keys[(contact_ref, artifact_class.value)],
+            keys[(contact_ref, artifact_class)],
             document,
-            aad=sealed_aad(contact_ref, artifact_class.value, "event"),
+            aad=sealed_aad(contact_ref, artifact_class, "event"),
         )
-        return SealedContactEvent(
+        # Every part was validated above; constructing without re-validation keeps the hot path lean.
+        return SealedContactEvent.model_construct(
             event_id=event.event_id,
             type=event.type,
             version=event.version,
@@ -349,30 +375,30 @@ class IntakeService:
             policy_version=validated.policy.version,
             contact_ref=contact_ref,
             channel=event.spec.channel,
-            artifact_class=artifact_class,
+            artifact_class=validated.artifact_class,
             occurred_at=event.occurred_at,
             received_at=received_at,
             producer=event.producer or self.producer_name,
             correlation_id=event.correlation_id,
             content_digest=digest,
-            attributes=_clear_attributes(event),
-            blind_index=self._blind_entries(event),
+            attributes=_clear_attributes(data),
+            blind_index=self._blind_entries(event.type, event.contact_id, data),
             sealed=base64.b64encode(sealed).decode(),
         )
 
-    def _blind_entries(self, event: ContactEvent) -> list[BlindIndexEntry]:
+    def _blind_entries(self, event_type: str, contact_id: str, data: dict[str, Any]) -> list[BlindIndexEntry]:
         """Keyed hashes of the customer's identifiers, so a data subject's request finds this contact."""
-        data = event.data.model_dump(exclude_none=True)
-        found: list[tuple[str, str]] = [("contact_id", event.contact_id)]
-        if event.type.startswith("call."):
+        found: list[tuple[IdentifierKind, str]] = [("contact_id", contact_id)]
+        if event_type.startswith("call."):
             inbound = data.get("direction", "inbound") == "inbound"
             number = data.get("caller_number") if inbound else data.get("callee_number")
             if number:
                 found.append(("phone", number))
         customer = data.get("customer") or {}
-        for kind, key in (("phone", "phone"), ("email", "email")):
-            if customer.get(key):
-                found.append((kind, customer[key]))
+        if customer.get("phone"):
+            found.append(("phone", customer["phone"]))
+        if customer.get("email"):
+            found.append(("email", customer["email"]))
         if customer.get("name"):
             found.append(("name", normalise_name(customer["name"])))
         if customer.get("nickname"):
@@ -383,27 +409,25 @@ class IntakeService:
             found.append(("email", data["from_address"]))
         if data.get("from_name"):
             found.append(("name", normalise_name(data["from_name"])))
-        if event.type == "identification":
+        if event_type == "identification":
             found.append(("personal_identity_code", data["personal_identity_code"]))
             found.append(("name", normalise_name(data["name"])))
-        unique = sorted(set(found))
         return [
-            BlindIndexEntry(kind=kind, digest=self.blind_index.digest(kind, value).hex())
-            for kind, value in unique
+            BlindIndexEntry.model_construct(kind=kind, digest=self.blind_index.digest(kind, value).hex())
+            for kind, value in sorted(set(found))
         ]
 
 
-def _clear_attributes(event: ContactEvent) -> dict[str, str]:
+def _clear_attributes(data: dict[str, Any]) -> dict[str, str]:
     """The non-personal attributes the record store keeps in clear for routing and access control."""
-    data = event.data
-    attributes: dict[str, str] = {}
-    for name in ("direction", "sender", "caller_presentation", "case_number"):
-        value = getattr(data, name, None)
-        if value is not None:
-            attributes[name] = str(value)
-    agent = getattr(data, "agent", None)
+    attributes: dict[str, str] = {
+        name: str(data[name])
+        for name in ("direction", "sender", "caller_presentation", "case_number")
+        if name in data
+    }
+    agent = data.get("agent")
     if agent is not None:
-        attributes["agent_id"] = agent.id
+        attributes["agent_id"] = agent["id"]
     return attributes
 
 
