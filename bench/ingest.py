@@ -210,10 +210,20 @@ async def main() -> None:
     command = [sys.executable, "-m", "services.ingest"]
     if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/ingest.txt, with py-spy on PATH
         command = ["py-spy", "record", "--format", "raw", "-o", os.environ["BENCH_PROFILE"], "--", *command]
-    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    # The HTTP side and the record-store consumers in two processes (INGEST_MODE), as one would scale them:
+    # one Python process is one core.
+    process = subprocess.Popen(command, env={**env, "INGEST_MODE": "http"}, cwd=ROOT)
+    consumers = subprocess.Popen(
+        [sys.executable, "-m", "services.ingest"],
+        env={**env, "INGEST_MODE": "consumers", "INGEST_PORT": str(free_port())},
+        cwd=ROOT,
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}", process)
-        print(f"Sailo ingest benchmark: {EVENTS} events, batches of {BATCH}, {CONCURRENCY} concurrent clients")
+        print(
+            f"Sailo ingest benchmark: {EVENTS} events, batches of {BATCH}, {CONCURRENCY} concurrent clients; "
+            "ingest as one HTTP process and one consumer process"
+        )
         warm = make_events(BATCH, run + "-warm")
         await end_to_end(f"http://127.0.0.1:{port}", token, dsn, warm)
         raw = await raw_limit(env["DATABASE_URL"], env["KAFKA_BOOTSTRAP_SERVERS"], payloads, idempotence)
@@ -227,11 +237,13 @@ async def main() -> None:
         print(f"  single-event POST at {RATE}/s offered ({achieved:.0f}/s achieved, {RATE * RATE_SECONDS} events): "
               f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}   (target p99 < 25 ms)")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for child in (process, consumers):
+            child.terminate()
+        for child in (process, consumers):
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
         if stack is not None:
             stack.stop()
 

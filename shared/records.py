@@ -8,12 +8,12 @@ channel, times, direction, agent id, case status.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -200,7 +200,7 @@ class RecordStore:
             ref: KeyRef = (event.contact_ref, event.artifact_class.value)
             data_key = keys[ref]
             sealed_doc = _b64(event.sealed)
-            document = json.loads(
+            document = orjson.loads(
                 open_sealed(data_key, sealed_doc, aad=sealed_aad(event.contact_ref, ref[1], "event"))
             )
             data: dict[str, Any] = document["data"]
@@ -233,7 +233,7 @@ class RecordStore:
                     }
                 )
             for role, details in _parties(event.type, data):
-                digest = self.blind_index.content_digest(json.dumps(details, sort_keys=True).encode())
+                digest = self.blind_index.content_digest(orjson.dumps(details, option=orjson.OPT_SORT_KEYS))
                 key = (event.contact_ref, role, digest)
                 if key not in party_rows:
                     party_rows[key] = {
@@ -244,7 +244,7 @@ class RecordStore:
                         "artifact_class": ref[1],
                         "sealed": seal(
                             data_key,
-                            json.dumps(details, sort_keys=True).encode(),
+                            orjson.dumps(details, option=orjson.OPT_SORT_KEYS),
                             aad=sealed_aad(event.contact_ref, ref[1], "party"),
                         ),
                         "first_seen_at": event.occurred_at,

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -153,8 +154,8 @@ async def post_event(request: Request, _principal: PlatformDep) -> Response:
     service = intake_service(request)
     body = await read_body(request, runtime(request).settings.ingest_max_body_bytes)
     try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise ApiError.field(400, "body", f"not valid JSON (at position {getattr(exc, 'pos', 0)})") from None
     outcome = (await service.accept([raw]))[0]
     if outcome.status == 202:
@@ -194,8 +195,8 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
     broken: dict[int, FieldError] = {}
     if media in JSON_TYPES:
         try:
-            parsed = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise ApiError.field(
                 400, "body", f"not valid JSON (at position {getattr(exc, 'pos', 0)})"
             ) from None
@@ -207,8 +208,8 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
                 broken[len(items)] = FieldError(f"line {number}", "not valid JSON")
                 items.append(None)
     if not items:

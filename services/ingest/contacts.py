@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,7 +85,7 @@ async def read_contact(
         if key is None:
             return None
         try:
-            value = json.loads(open_sealed(key, sealed, aad=sealed_aad(ref, artifact_class, part)))
+            value = orjson.loads(open_sealed(key, sealed, aad=sealed_aad(ref, artifact_class, part)))
         except DecryptionError:
             return None
         return value if isinstance(value, dict) else None

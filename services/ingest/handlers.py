@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
+import orjson
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,8 +49,8 @@ class IntakeHandler:
 
     def decode(self, record: ConsumerRecord[bytes, bytes]) -> Validated:
         try:
-            raw = json.loads(record.value or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            raw = orjson.loads(record.value or b"")
+        except orjson.JSONDecodeError:
             raise PoisonMessage("body: not valid JSON") from None
         result = self.intake.validate(raw)
         if not isinstance(result, Validated):

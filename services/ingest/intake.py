@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -220,9 +220,7 @@ class IntakeService:
             "correlation_id": event.correlation_id,
             "data": stored,
         }
-        digest = self.blind_index.content_digest(
-            json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        )
+        digest = self.blind_index.content_digest(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
         return Validated(
             event,
             policy,
@@ -358,9 +356,7 @@ class IntakeService:
         artifact_class = validated.artifact_class.value
         contact_ref = validated.contact_ref
         data = validated.data
-        document = json.dumps(
-            {"contact_id": event.contact_id, "data": data}, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        document = orjson.dumps({"contact_id": event.contact_id, "data": data})
         sealed = seal(
             keys[(contact_ref, artifact_class)],
             document,
