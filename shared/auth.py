@@ -26,8 +26,10 @@ import base64
 import hashlib
 import json
 import os
+import time
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -64,6 +66,7 @@ ALGORITHM: Final = "EdDSA"
 REQUIRED_CLAIMS: Final = ("exp", "iat", "iss", "aud", "sub", "role")
 """Claims every token must carry."""
 MAX_TOKEN_LENGTH: Final = 8192
+VERIFIED_TOKEN_CACHE_SIZE: Final = 10_000
 """Longer bearer values are refused before any parsing."""
 JWKS_CACHE_SECONDS: Final = 300
 JWKS_TIMEOUT_SECONDS: Final = 5
@@ -267,6 +270,9 @@ class TokenVerifier:
         self.leeway_seconds = leeway_seconds
         self._public_key = public_key
         self._jwks_client = jwks_client
+        # A platform sends the same token with every request: a verified token is remembered until it
+        # expires, so the signature is checked once, not a thousand times a second.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
@@ -293,6 +299,11 @@ class TokenVerifier:
         """Verify ``token``; may block on a JWKS fetch (use :meth:`verify_async` on the event loop)."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed token")
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if remembered[1] + self.leeway_seconds > time.time():
+                return remembered[0]
+            del self._verified[token]
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -314,7 +325,11 @@ class TokenVerifier:
             raise AuthError(f"missing {exc.claim} claim") from None
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc)) from None
-        return _principal(claims)
+        principal = _principal(claims)
+        self._verified[token] = (principal, float(claims["exp"]))
+        if len(self._verified) > VERIFIED_TOKEN_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
 
     async def verify_async(self, token: str) -> Principal:
         """:meth:`verify` for async code: with a JWKS, verification (maybe fetching) runs in a thread."""
@@ -386,14 +401,14 @@ bearer_scheme = HTTPBearer(
 """Declares the bearer security scheme in OpenAPI; errors are handled by :func:`bearer_principal` (401)."""
 
 
-def bearer_principal(
+async def bearer_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
 ) -> Principal:
     """FastAPI dependency: the caller's :class:`Principal`, or 401.
 
-    The verifier is ``request.app.state.token_verifier``. A plain ``def``, so FastAPI runs it in its thread
-    pool: a JWKS fetch never blocks the event loop.
+    The verifier is ``request.app.state.token_verifier``. With a JWKS the verification runs in a thread, so a
+    key fetch never blocks the event loop; with a local key it runs inline (no thread hop per request).
     """
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
@@ -403,7 +418,7 @@ def bearer_principal(
             status.HTTP_401_UNAUTHORIZED, detail="missing bearer token", headers=_WWW_AUTHENTICATE
         )
     try:
-        return verifier.verify(credentials.credentials)
+        return await verifier.verify_async(credentials.credentials)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers=_WWW_AUTHENTICATE
@@ -413,13 +428,13 @@ def bearer_principal(
 PrincipalDep = Annotated[Principal, Depends(bearer_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[..., Principal]:
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the caller's :class:`Principal` if its role is one of ``roles``, else 403."""
     if not roles:
         raise ValueError("require_roles needs at least one role")
     allowed = frozenset(Role(role) for role in roles)
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:
         if principal.role not in allowed:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, detail=f"role {principal.role.value} may not use this endpoint"

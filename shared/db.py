@@ -39,8 +39,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
-        # asyncpg's statement cache breaks behind transaction-mode poolers; harmless to keep small.
+        # No ping per checkout (a round trip on every transaction); a connection broken by a database
+        # restart fails its one statement, which callers treat as transient, and is then replaced.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )
 

@@ -16,7 +16,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger
 
@@ -102,6 +105,14 @@ async def _http_error_handler(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
+async def _dependency_down_handler(request: Request, exc: Exception) -> Response:
+    # The database or the network failed under the request: the client may retry; nothing was accepted.
+    log.warning(
+        "http.dependency_unavailable", path=request.scope.get("route", request).path, error=type(exc).__name__
+    )
+    return problem(503, "Service temporarily unavailable", headers={"Retry-After": "5"})
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     # The exception type only: its message may quote data.
     log.error("http.unhandled_error", path=request.url.path, error=type(exc).__name__)
@@ -119,6 +130,46 @@ SECURITY_HEADERS = {
 DOCS_PATHS = ("/docs", "/redoc")
 
 
+class _HeadersAndMetrics:
+    """Security headers on every response, and request count and latency per route template.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware runs each request in an extra task and buffers
+    its body, which costs more than some of the handlers it wraps.
+    """
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        status_code = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name == "Content-Security-Policy" and path.startswith(DOCS_PATHS):
+                        continue
+                    headers.setdefault(name, value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            # The route template, never the concrete path: paths carry contact ids.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, template, method, str(status_code)).inc()
+            HTTP_LATENCY.labels(self.service, template, method).observe(time.perf_counter() - started)
+
+
 def install_common(
     app: FastAPI, *, service: str, ready_checks: Sequence[Callable[[Request], Awaitable[None]]]
 ) -> None:
@@ -126,24 +177,11 @@ def install_common(
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    for transient in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        app.add_exception_handler(transient, _dependency_down_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
 
-    @app.middleware("http")
-    async def _headers_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # The route template, never the concrete path: paths carry contact ids.
-        template = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, template, request.method, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, template, request.method).observe(time.perf_counter() - started)
-        for name, value in SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path.startswith(DOCS_PATHS):
-                continue
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(_HeadersAndMetrics, service=service)
 
     router = APIRouter(tags=["operations"])
 

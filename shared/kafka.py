@@ -60,7 +60,8 @@ def create_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
-        linger_ms=2,
+        # No lingering: under load batches form while earlier requests are in flight anyway.
+        linger_ms=0,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         max_request_size=4 * 1024 * 1024,
     )
