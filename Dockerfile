@@ -28,8 +28,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # so that a fresh named volume inherits this ownership.
 RUN groupadd --system sailo \
     && useradd --system --gid sailo --home-dir /app --no-create-home --shell /usr/sbin/nologin sailo \
-    && mkdir -p /data/blobs \
-    && chown sailo:sailo /data/blobs
+    && mkdir -p /data/blobs /data/keys \
+    && chown sailo:sailo /data/blobs /data/keys
 
 ENV PATH=/app/.venv/bin:$PATH \
     BLOB_STORE_URL=file:///data/blobs

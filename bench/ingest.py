@@ -47,8 +47,11 @@ def make_events(count: int, run: str) -> list[dict[str, Any]]:
         kind = i % 5
         if kind == 0:
             body = example_event("call.started", event_id=str(uuid.uuid4()))
-            body["data"] = {"direction": "inbound", "caller_number": f"+35840{i % 10_000_000:07d}",
-                            "service_number": "+358295095000"}
+            body["data"] = {
+                "direction": "inbound",
+                "caller_number": f"+35840{i % 10_000_000:07d}",
+                "service_number": "+358295095000",
+            }
         elif kind == 1:
             body = example_event("call.answered", event_id=str(uuid.uuid4()))
             body["data"] = {"agent": {"id": f"agent-{i % 50}", "name": "Aino Agentti"}}
@@ -68,10 +71,16 @@ async def raw_limit(database_url: str, bootstrap: str, payloads: list[bytes], id
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
     await connection.execute("CREATE TEMP TABLE raw_events (k bytea, v bytea)")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotence,
-                                linger_ms=2)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"g-{topic}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotence, linger_ms=2
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await producer.start()
     await producer.send_and_wait(topic, b"warm-up")
     await consumer.start()
@@ -81,8 +90,10 @@ async def raw_limit(database_url: str, bootstrap: str, payloads: list[bytes], id
 
     async def produce() -> None:
         for start in range(0, len(payloads), BATCH):
-            futures = [await producer.send(topic, key=str(i).encode(), value=p)
-                       for i, p in enumerate(payloads[start:start + BATCH])]
+            futures = [
+                await producer.send(topic, key=str(i).encode(), value=p)
+                for i, p in enumerate(payloads[start : start + BATCH])
+            ]
             await asyncio.gather(*futures)
 
     async def consume() -> None:
@@ -91,7 +102,8 @@ async def raw_limit(database_url: str, bootstrap: str, payloads: list[bytes], id
             batches = await consumer.getmany(timeout_ms=200, max_records=BATCH)
             for tp, records in batches.items():
                 await connection.copy_records_to_table(
-                    "raw_events", records=[(r.key, r.value) for r in records])
+                    "raw_events", records=[(r.key, r.value) for r in records]
+                )
                 copied += len(records)
                 await consumer.commit({tp: records[-1].offset + 1})
 
@@ -106,15 +118,18 @@ async def raw_limit(database_url: str, bootstrap: str, payloads: list[bytes], id
 async def stored_count(dsn: str, run_ids: list[str]) -> int:
     connection = await asyncpg.connect(dsn)
     try:
-        return int(await connection.fetchval(
-            "SELECT count(*) FROM records.contact_events WHERE event_id = ANY($1::uuid[])", run_ids))
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM records.contact_events WHERE event_id = ANY($1::uuid[])", run_ids
+            )
+        )
     finally:
         await connection.close()
 
 
 async def end_to_end(base_url: str, token: str, dsn: str, events: list[dict[str, Any]]) -> float:
     headers = {"Authorization": f"Bearer {token}"}
-    batches = [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for batch in batches:
         queue.put_nowait(batch)
@@ -125,8 +140,11 @@ async def end_to_end(base_url: str, token: str, dsn: str, events: list[dict[str,
         async def worker() -> None:
             while not queue.empty():
                 batch = queue.get_nowait()
-                response = await client.post("/v1/events/batch", content=json.dumps(batch),
-                                             headers={**headers, "Content-Type": "application/json"})
+                response = await client.post(
+                    "/v1/events/batch",
+                    content=json.dumps(batch),
+                    headers={**headers, "Content-Type": "application/json"},
+                )
                 if response.status_code != 202:
                     raise RuntimeError(f"batch answered {response.status_code}: {response.text[:300]}")
 
@@ -246,12 +264,24 @@ async def main() -> None:
     private, public = workdir / "auth.pem", workdir / "auth.pub.pem"
     generate_signing_key(private, public)
     port = free_port()
-    env.update(SAILO_DATA_DIR=str(workdir / "data"), AUTH_PUBLIC_KEY_FILE=str(public), INGEST_PORT=str(port),
-               LOG_LEVEL="WARNING", KAFKA_TOPIC_PREFIX=f"bench-{run}.", INGEST_MAX_BODY_BYTES=str(8 * 1024**2))
+    env.update(
+        SAILO_DATA_DIR=str(workdir / "data"),
+        AUTH_PUBLIC_KEY_FILE=str(public),
+        INGEST_PORT=str(port),
+        LOG_LEVEL="WARNING",
+        KAFKA_TOPIC_PREFIX=f"bench-{run}.",
+        INGEST_MAX_BODY_BYTES=str(8 * 1024**2),
+    )
     idempotence = env.get("KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true"
     dsn = env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
-    token = mint_token(private.read_bytes(), issuer="sailo-local", audience="sailo", role=Role.PLATFORM,
-                       subject="bench", ttl_seconds=3600)
+    token = mint_token(
+        private.read_bytes(),
+        issuer="sailo-local",
+        audience="sailo",
+        role=Role.PLATFORM,
+        subject="bench",
+        ttl_seconds=3600,
+    )
     events = make_events(EVENTS, run)
     payloads = [json.dumps(e).encode() for e in events]
 
@@ -282,8 +312,10 @@ async def main() -> None:
         if RATE_SECONDS == 0:
             return
         p50, p99, errors, achieved = await latency_at_rate(port, token, run)
-        print(f"  single-event POST at {RATE}/s offered ({achieved:.0f}/s achieved, {RATE * RATE_SECONDS} events): "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}   (target p99 < 25 ms)")
+        print(
+            f"  single-event POST at {RATE}/s offered ({achieved:.0f}/s achieved, {RATE * RATE_SECONDS} events): "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}   (target p99 < 25 ms)"
+        )
     finally:
         for child in (process, consumers):
             child.terminate()

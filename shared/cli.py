@@ -27,16 +27,10 @@ SERVICES = (
 )
 
 
-def _key_paths(data_dir: Path) -> tuple[Path, Path]:
-    return data_dir / "keys" / "auth-private.pem", data_dir / "keys" / "auth-public.pem"
-
-
 def _ensure_signing_key(data_dir: Path) -> tuple[Path, Path]:
-    from shared.auth import generate_signing_key
+    from shared.runtime import local_issuer_keys
 
-    private, public = _key_paths(data_dir)
-    generate_signing_key(private, public)
-    return private, public
+    return local_issuer_keys(data_dir)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -6,7 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
@@ -14,12 +18,12 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.auth import TokenVerifier
+from shared.auth import TokenVerifier, generate_signing_key
 from shared.clock import Clock, SystemClock
 from shared.db import create_engine, create_sessionmaker, upgrade_async
 from shared.kafka import create_producer
 from shared.logging import configure_logging, get_logger
-from shared.settings import Settings
+from shared.settings import Environment, Settings
 
 log = get_logger(__name__)
 
@@ -69,7 +73,28 @@ check_broker.dependency = "broker"  # type: ignore[attr-defined]
 
 
 def install_auth(app: FastAPI, settings: Settings) -> None:
+    """Bearer-token verification: the identity provider's keys in production; outside production without
+    configured keys, the local issuer's key pair under SAILO_DATA_DIR/keys (what `sailo token` signs with)."""
+    if settings.auth_public_key_file is None and not settings.auth_jwks_url:
+        if settings.sailo_env is Environment.PRODUCTION:
+            raise ValueError("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE must be set in production")
+        _private, public = local_issuer_keys(settings.sailo_data_dir)
+        settings = settings.model_copy(update={"auth_public_key_file": public})
     app.state.token_verifier = TokenVerifier.from_settings(settings)
+
+
+def local_issuer_keys(data_dir: Path) -> tuple[Path, Path]:
+    """The local issuer's key pair, created on first use; several processes starting together agree on one."""
+    private, public = data_dir / "keys" / "auth-private.pem", data_dir / "keys" / "auth-public.pem"
+    for _attempt in range(50):
+        try:
+            generate_signing_key(private, public)
+            if public.exists() and public.stat().st_size > 0:
+                return private, public
+        except (FileExistsError, ValueError):
+            pass  # another process is writing the pair right now
+        time.sleep(0.1)
+    raise RuntimeError(f"could not create or read the local issuer's keys under {data_dir / 'keys'}")
 
 
 def serve(app: FastAPI, settings: Settings, *, port: int) -> None:
@@ -88,3 +113,33 @@ def serve(app: FastAPI, settings: Settings, *, port: int) -> None:
         # On SIGTERM: stop accepting, give open requests this long, then close (consumers stop in the lifespan).
         timeout_graceful_shutdown=10,
     )
+
+
+def create_service_app(
+    *, name: str, description: str, settings: Settings, clock: Clock | None = None
+) -> FastAPI:
+    """A service with its runtime, policies, bearer tokens and the common routes (health, readiness, metrics).
+
+    The services whose own routes are still to come are exactly this; the others add their routers.
+    """
+    from shared.http import install_common
+    from shared.policy import load_policies
+
+    policies = load_policies(settings.policy_dir)  # a bad policy file stops the service here, naming the file
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await Runtime.start(settings, clock=clock)
+        app.state.runtime = rt
+        app.state.policies = policies
+        log.info("service.started", service=name)
+        try:
+            yield
+        finally:
+            await rt.stop()
+            log.info("service.stopped", service=name)
+
+    app = FastAPI(title=f"Sailo {name}", version="1", description=description, lifespan=lifespan)
+    install_auth(app, settings)
+    install_common(app, service=name, ready_checks=[check_database, check_broker])
+    return app
