@@ -8,6 +8,7 @@ channel, times, direction, agent id, case status.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -199,7 +200,7 @@ class RecordStore:
         for event in events:
             ref: KeyRef = (event.contact_ref, event.artifact_class.value)
             data_key = keys[ref]
-            sealed_doc = _b64(event.sealed)
+            sealed_doc = base64.b64decode(event.sealed)
             document = orjson.loads(
                 open_sealed(data_key, sealed_doc, aad=sealed_aad(event.contact_ref, ref[1], "event"))
             )
@@ -362,12 +363,6 @@ ON CONFLICT (contact_ref, artifact_class) DO UPDATE SET
     last_at = GREATEST(artifacts.last_at, EXCLUDED.last_at),
     updated_at = now()
 """
-
-
-def _b64(value: str) -> bytes:
-    import base64
-
-    return base64.b64decode(value)
 
 
 def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

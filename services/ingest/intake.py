@@ -264,10 +264,20 @@ class IntakeService:
                 continue
             candidates[event_id] = (index, validated, digest)
 
+        keys: dict[tuple[UUID, str], bytes] = {}
         if candidates:
-            async with self.sessionmaker() as session:
+            # One transaction: which ids the ledger already has, and the data keys of the new ones. The keys are
+            # committed before publishing: the record store must find every key a published event needs.
+            async with self.sessionmaker() as session, session.begin():
                 rows = await session.execute(_LEDGER_LOOKUP, {"ids": list(candidates)})
                 known = {row[0]: row[1] for row in rows}
+                refs = {
+                    (validated.contact_ref, validated.artifact_class.value)
+                    for event_id, (_index, validated, _digest) in candidates.items()
+                    if event_id not in known
+                }
+                if refs:
+                    keys = await self.keystore.get_or_create(session, refs)
             for event_id, digest in known.items():
                 index, _validated, mine = candidates.pop(event_id)
                 outcomes[index] = (
@@ -275,26 +285,21 @@ class IntakeService:
                 )
 
         if candidates:
-            failures = await self._publish(list(candidates.values()))
+            failures = await self._publish(list(candidates.values()), keys)
             for event_id, (index, validated, _digest) in candidates.items():
                 outcomes[index] = failures.get(event_id) or Outcome(
                     202, "accepted", str(event_id), dropped_fields=validated.dropped_fields
                 )
         return [o for o in outcomes if o is not None]
 
-    async def _publish(self, items: list[tuple[int, Validated, str]]) -> dict[UUID, Outcome]:
+    async def _publish(
+        self, items: list[tuple[int, Validated, str]], keys: dict[tuple[UUID, str], bytes]
+    ) -> dict[UUID, Outcome]:
         """Seal and produce; record the ledger. Returns the outcome of each item that was NOT accepted."""
         received_at = self.clock.now()
-        sealed_events: list[SealedContactEvent] = []
-        refs = set()
-        for _index, validated, _digest in items:
-            refs.add((validated.contact_ref, validated.artifact_class.value))
-        # Committed before publishing: the record store must find every key a published event needs.
-        async with self.sessionmaker() as session, session.begin():
-            keys = await self.keystore.get_or_create(session, refs)
-
-        for _index, validated, digest in items:
-            sealed_events.append(self._seal(validated, digest, keys, received_at))
+        sealed_events = [
+            self._seal(validated, digest, keys, received_at) for _index, validated, digest in items
+        ]
 
         failures: dict[UUID, Outcome] = {}
         futures = []
