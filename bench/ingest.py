@@ -290,7 +290,8 @@ async def main() -> None:
         command = ["py-spy", "record", "--format", "raw", "-o", os.environ["BENCH_PROFILE"], "--", *command]
     # The HTTP side and the record-store consumers in two processes (INGEST_MODE), as one would scale them:
     # one Python process is one core.
-    process = subprocess.Popen(command, env={**env, "INGEST_MODE": "http"}, cwd=ROOT)
+    workers = os.environ.get("BENCH_HTTP_WORKERS", "1")
+    process = subprocess.Popen(command, env={**env, "INGEST_MODE": "http", "HTTP_WORKERS": workers}, cwd=ROOT)
     consumers = subprocess.Popen(
         [sys.executable, "-m", "services.ingest"],
         env={**env, "INGEST_MODE": "consumers", "INGEST_PORT": str(free_port())},
@@ -300,7 +301,7 @@ async def main() -> None:
         wait_ready(f"http://127.0.0.1:{port}", process)
         print(
             f"Sailo ingest benchmark: {EVENTS} events, batches of {BATCH}, {CONCURRENCY} concurrent clients; "
-            "ingest as one HTTP process and one consumer process"
+            f"ingest as {workers} HTTP worker process(es) and one consumer process"
         )
         warm = make_events(BATCH, run + "-warm")
         await end_to_end(f"http://127.0.0.1:{port}", token, dsn, warm)

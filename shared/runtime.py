@@ -97,14 +97,24 @@ def local_issuer_keys(data_dir: Path) -> tuple[Path, Path]:
     raise RuntimeError(f"could not create or read the local issuer's keys under {data_dir / 'keys'}")
 
 
-def serve(app: FastAPI, settings: Settings, *, port: int) -> None:
-    """Run one service under uvicorn with Sailo's logging (uvicorn's own log config is switched off)."""
+def configure_service_logging(settings: Settings) -> None:
     configure_logging(
         service=settings.service_name, level=settings.log_level, json=settings.log_format.value == "json"
     )
-    log.info("service.starting", port=port)
+
+
+def serve(factory: str, settings: Settings, *, port: int) -> None:
+    """Run a service under uvicorn with Sailo's logging (uvicorn's own log config is switched off).
+
+    `factory` is "module:function" returning the app, so that with HTTP_WORKERS above 1 each worker process
+    builds its own (one Python process uses one core; the workers share the port).
+    """
+    configure_service_logging(settings)
+    log.info("service.starting", port=port, workers=settings.http_workers)
     uvicorn.run(
-        app,
+        factory,
+        factory=True,
+        workers=settings.http_workers,
         host="0.0.0.0",
         port=port,
         log_config=None,

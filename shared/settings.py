@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     auth_private_key_file: Path | None = None
     auth_clock_skew_seconds: int = Field(default=30, ge=0, le=300)
 
+    # Worker processes per service (uvicorn workers sharing the port); one Python process uses one core.
+    http_workers: int = Field(default=1, ge=1, le=64)
+
     ingest_port: int = 8001
     retention_port: int = 8002
     dsr_port: int = 8003

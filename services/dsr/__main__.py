@@ -1,13 +1,22 @@
 """`python -m services.dsr` runs the dsr service on DSR_PORT."""
 
+from fastapi import FastAPI
+
 from services.dsr.app import create_app
-from shared.runtime import serve
+from shared.runtime import configure_service_logging, serve
 from shared.settings import Settings
+
+
+def build() -> FastAPI:
+    """The app of one worker process."""
+    settings = Settings(service_name="dsr")
+    configure_service_logging(settings)
+    return create_app(settings)
 
 
 def main() -> None:
     settings = Settings(service_name="dsr")
-    serve(create_app(settings), settings, port=settings.dsr_port)
+    serve("services.dsr.__main__:build", settings, port=settings.dsr_port)
 
 
 if __name__ == "__main__":
