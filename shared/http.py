@@ -7,6 +7,7 @@ default body quotes the input).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -78,11 +79,19 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
 def pydantic_errors(errors: Sequence[Any], *, drop_prefix: int = 0) -> list[FieldError]:
     """Field and reason from pydantic error dicts, without the `input` they carry."""
     out: list[FieldError] = []
     for error in errors:
-        loc = [str(part) for part in error.get("loc", ())][drop_prefix:]
+        # A location part is a field name or an index; an unknown key is the client's own text and could be
+        # anything, personal data included, so it is not repeated.
+        loc = [
+            str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(str(part)) else "(unknown field)"
+            for part in error.get("loc", ())
+        ][drop_prefix:]
         message = str(error.get("msg", "invalid"))
         # Our own validators raise IdentifierError(reason); pydantic prefixes "Value error, ".
         message = message.removeprefix("Value error, ")

@@ -164,6 +164,13 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("missing field", {"type": "call.started", "data": {}}, 422, "data.direction", "required"),
     ("unknown field", {"type": "chat.ended", "data": {"mood": "happy"}}, 422, "data.mood", "not permitted"),
     ("unknown type", {"type": "fax.received"}, 422, "type", "unknown event type"),
+    (
+        "unknown field named like a phone number",
+        {"type": "chat.ended", "data": {"0401234567": "x"}},
+        422,
+        "data.(unknown field)",
+        "not permitted",
+    ),
     ("unknown register", {"register": "no-such-register"}, 422, "register", "unknown register"),
     (
         "invalid phone",
@@ -222,7 +229,7 @@ async def test_bad_event_gets_a_4xx_naming_the_field(
     assert field in fields, problem
     assert any(reason.lower() in e["reason"].lower() for e in problem["errors"]), problem
     # The submitted values are never echoed back.
-    for value in ("131052-308", "+358 12", "has spaces in it"):
+    for value in ("131052-308", "+358 12", "has spaces in it", "0401234567"):
         assert value not in response.text
 
 
