@@ -205,6 +205,23 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from shared.audit import verify_file
+
+    report = verify_file(Path(args.file), public_key=[Path(p) for p in args.public_key] or None)
+    if report.ok:
+        print(
+            f"audit log intact: {report.checked} entries checked, {report.verified_size} covered by checkpoints"
+        )
+        return 0
+    print(
+        f"audit log NOT intact: {report.problem} at position {report.first_bad_position}"
+        + (f" ({report.detail})" if report.detail else ""),
+        file=sys.stderr,
+    )
+    return 1
+
+
 def cmd_schemas(_: argparse.Namespace) -> int:
     from shared.events import write_json_schemas
 
@@ -236,6 +253,19 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     commands.add_parser("schemas", help="export event contract JSON Schemas").set_defaults(func=cmd_schemas)
+
+    audit = commands.add_parser("audit", help="audit log tools").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="verify an exported audit log (JSON lines, e.g. from kcat)")
+    verify.add_argument("file", help='JSON lines: audit entries and {"checkpoint": ...} lines')
+    verify.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        help="PEM public key of the checkpoints (repeat for rotated keys)",
+    )
+    verify.set_defaults(func=cmd_audit_verify)
 
     args = parser.parse_args(argv)
     result: int = args.func(args)
