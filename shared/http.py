@@ -27,6 +27,27 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Problem details (RFC 9457): each offending field with the reason, never its value",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+"""The body `problem()` answers every error with, for the services' OpenAPI documents."""
 
 HTTP_REQUESTS = Counter(
     "sailo_http_requests_total", "HTTP requests", ["service", "route", "method", "status"]
@@ -201,7 +222,12 @@ def install_common(
     @router.get(
         "/readyz",
         summary="Readiness: the database and the broker answer",
-        responses={503: {"description": "A dependency does not answer"}},
+        responses={
+            503: {
+                "description": "A dependency does not answer",
+                "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+            }
+        },
     )
     async def readyz(request: Request) -> Response:
         failures = []

@@ -10,6 +10,7 @@ dead-letter topic with the reason in a header, and the loop moves on.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,8 +28,10 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.crypto import DecryptionError
 from shared.db import Base, bulk_insert
 from shared.faults import fault_point
+from shared.keystore import KeyUnavailable
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -120,7 +123,8 @@ class BatchHandler(Protocol[T]):
         ...
 
     async def apply(self, session: AsyncSession, items: list[T]) -> None:
-        """The effects of events not seen before by this group; flush, never commit."""
+        """The effects of events not seen before by this group; flush, never commit. An error a retry cannot
+        fix (PoisonMessage among them, see PERMANENT_ERRORS) dead-letters the event and the loop goes on."""
         ...
 
 
@@ -165,6 +169,10 @@ async def send_dead_letter(
 # Errors a retry cannot fix: the message's content broke a constraint or a type. Everything else (connection
 # loss, a restarting database) is transient: the batch is retried and its offsets stay uncommitted.
 PERMANENT_DB_ERRORS = (DataError, IntegrityError, ProgrammingError)
+# Nor can it fix a message that decodes but cannot be applied: a handler's PoisonMessage, a data key that does
+# not exist (shredded, or the message is forged), a ciphertext that is not base64 or does not open. Retrying
+# these would hold up every later message of the partition for good.
+PERMANENT_ERRORS = (*PERMANENT_DB_ERRORS, PoisonMessage, KeyUnavailable, DecryptionError, binascii.Error)
 
 
 @dataclass
@@ -254,14 +262,14 @@ class ConsumerLoop(Generic[T]):
         if decoded:
             try:
                 await self._apply(decoded)
-            except PERMANENT_DB_ERRORS:
+            except PERMANENT_ERRORS:
                 # One bad event must not sink the good ones beside it: retry them one by one.
                 for one in decoded:
                     try:
                         await self._apply([one])
-                    except PERMANENT_DB_ERRORS as exc:
+                    except PERMANENT_ERRORS as exc:
                         await send_dead_letter(
-                            self.producer, one.record, group=self.group, reason=_db_error_reason(exc)
+                            self.producer, one.record, group=self.group, reason=_permanent_reason(exc)
                         )
 
         fault_point(f"{self.group}.after_db_commit")
@@ -317,7 +325,12 @@ class ConsumerLoop(Generic[T]):
         return [one for one in repeats if seen.get(one.event_id) not in (None, one.digest)]
 
 
-def _db_error_reason(exc: Exception) -> str:
+def _permanent_reason(exc: Exception) -> str:
+    if isinstance(exc, PoisonMessage):
+        return exc.reason
+    if not isinstance(exc, PERMANENT_DB_ERRORS):
+        # The class says enough (shared.keystore.KeyUnavailable, binascii.Error...); a message could quote data.
+        return f"cannot apply the event: {type(exc).__module__}.{type(exc).__qualname__}"
     # The driver's message can quote the offending value: keep only the error class and constraint name.
     constraint = getattr(getattr(exc, "orig", None), "constraint_name", None)
     detail = f" ({constraint})" if constraint else ""

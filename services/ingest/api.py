@@ -17,7 +17,7 @@ from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, Re
 from shared.auth import Principal, Role, require_roles
 from shared.crypto import BlindIndex
 from shared.events import EVENT_TYPES, example_event
-from shared.http import PROBLEM_JSON, ApiError, FieldError
+from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
 from shared.keystore import KeyStore
 from shared.policy import PolicyRegistry
 from shared.runtime import runtime
@@ -48,8 +48,33 @@ ContactIdPath = Annotated[
 ]
 
 
+# A recording is uploaded as any of the WAV media types, and served back as the one it was uploaded as.
+_WAV_CONTENT = {
+    media_type: {"schema": {"type": "string", "format": "binary"}}
+    for media_type in sorted(
+        WAV_CONTENT_TYPES, key=lambda media_type: (media_type != "audio/wav", media_type)
+    )
+}
+
+
 def _problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": "Problem details", "content": {PROBLEM_JSON: {}}} for code in codes}
+    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    return {code: {"description": "Problem details", "content": content} for code in codes}
+
+
+_CONTACT = "#/paths/~1v1~1contacts~1{contact_id}"
+
+
+def _contact_links(source: str, *targets: str) -> dict[str, Any]:
+    """OpenAPI links from an answer to the contact's routes, its id and register taken from `source` (a runtime
+    expression such as ``$request.body``): what a client (and stateful fuzzing) can call next."""
+    operations = {
+        "GetContact": f"{_CONTACT}/get",
+        "GetRecording": f"{_CONTACT}~1recording/get",
+        "PutRecording": f"{_CONTACT}~1recording/put",
+    }
+    parameters = {"contact_id": f"{source}#/contact_id", "register": f"{source}#/register"}
+    return {name: {"operationRef": operations[name], "parameters": parameters} for name in targets}
 
 
 def _state(request: Request) -> Any:
@@ -143,7 +168,13 @@ def _event_openapi(batch: bool) -> dict[str, Any]:
     response_model=EventOutcomeRead,
     summary="Submit one contact event",
     openapi_extra=_event_openapi(batch=False),
-    responses=_problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    responses={
+        202: {
+            "description": "Accepted (or a faithful resend); the contact is readable once stored",
+            "links": _contact_links("$request.body", "GetContact", "GetRecording", "PutRecording"),
+        },
+        **_problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    },
 )
 async def post_event(request: Request, _principal: PlatformDep) -> Response:
     """Validate one event against its contract and register policy, publish it, and answer 202 once the broker
@@ -175,7 +206,7 @@ _TITLES = {409: "Conflicting resend", 422: "Invalid event", 503: "Broker unavail
     openapi_extra=_event_openapi(batch=True),
     responses={
         207: {"description": "Some items were not accepted; see each result", "model": BatchRead},
-        **_problem_responses(400, 401, 403, 413, 415),
+        **_problem_responses(400, 401, 403, 413, 415, 422),
     },
 )
 async def post_batch(request: Request, _principal: PlatformDep) -> Response:
@@ -248,11 +279,16 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+            "content": _WAV_CONTENT,
         }
     },
     responses={
-        200: {"description": "The same recording was already stored", "model": RecordingRead},
+        200: {
+            "description": "The same recording was already stored",
+            "model": RecordingRead,
+            "links": _contact_links("$response.body", "GetRecording"),
+        },
+        201: {"description": "Stored", "links": _contact_links("$response.body", "GetRecording")},
         **_problem_responses(401, 403, 404, 409, 411, 413, 415, 422),
     },
 )
@@ -303,7 +339,10 @@ async def put_recording(
     "/contacts/{contact_id}",
     response_model=ContactRead,
     summary="Read a contact, decrypted",
-    responses=_problem_responses(401, 403, 404, 409, 422),
+    responses={
+        200: {"description": "The contact", "links": _contact_links("$response.body", "GetRecording")},
+        **_problem_responses(401, 403, 404, 409, 422),
+    },
 )
 async def get_contact(
     request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
@@ -336,7 +375,7 @@ async def get_contact(
     summary="Listen to a contact's recording (decrypting stream)",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+        200: {"content": _WAV_CONTENT},
         **_problem_responses(401, 403, 404, 409, 410, 422),
     },
 )
