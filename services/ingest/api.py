@@ -9,17 +9,18 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.contacts import find_contact, read_contact
 from services.ingest.intake import IntakeService, Outcome
 from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
 from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, RecordingRead
 from shared.auth import Principal, Role, require_roles
-from shared.crypto import BlindIndex
 from shared.events import EVENT_TYPES, example_event
 from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
 from shared.keystore import KeyStore
 from shared.policy import PolicyRegistry
+from shared.records import Contact
 from shared.runtime import runtime
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -91,6 +92,24 @@ def recording_service(request: Request) -> RecordingService:
     service = _state(request).recordings
     assert isinstance(service, RecordingService)
     return service
+
+
+async def _find_contact(
+    request: Request,
+    session: AsyncSession,
+    contact_id: str,
+    register: str | None,
+    principal: Principal | None = None,
+) -> Contact:
+    state = _state(request)
+    return await find_contact(
+        session,
+        blind_index=state.blind_index,
+        policies=state.policies,
+        contact_id=contact_id,
+        register=register,
+        principal=principal,
+    )
 
 
 def _media_type(request: Request) -> str:
@@ -306,13 +325,7 @@ async def put_recording(
         raise ApiError.field(413, "body", f"recording exceeds {service.max_bytes} bytes", title="Too large")
     state = _state(request)
     async with runtime(request).sessionmaker() as session:
-        contact = await find_contact(
-            session,
-            blind_index=state.blind_index,
-            policies=state.policies,
-            contact_id=contact_id,
-            register=register,
-        )
+        contact = await _find_contact(request, session, contact_id, register)
     policies: PolicyRegistry = state.policies
     policy = policies.version_at(contact.register, contact.started_at)
     if policy is None or policy.retention_for("recording") is None:
@@ -348,18 +361,9 @@ async def get_contact(
     request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
 ) -> ContactRead:
     """Managers and administrators read any contact; an agent reads only the contacts they handled."""
-    state = _state(request)
-    keystore: KeyStore = state.keystore
-    blind_index: BlindIndex = state.blind_index
+    keystore: KeyStore = _state(request).keystore
     async with runtime(request).sessionmaker() as session:
-        contact = await find_contact(
-            session,
-            blind_index=blind_index,
-            policies=state.policies,
-            contact_id=contact_id,
-            register=register,
-            principal=principal,
-        )
+        contact = await _find_contact(request, session, contact_id, register, principal)
         href = str(
             request.url_for("get_recording", contact_id=contact_id).include_query_params(
                 register=contact.register
@@ -383,17 +387,9 @@ async def get_recording(
     request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
 ) -> StreamingResponse:
     """Decrypts the stored recording chunk by chunk as it is sent."""
-    state = _state(request)
     service = recording_service(request)
     async with runtime(request).sessionmaker() as session:
-        contact = await find_contact(
-            session,
-            blind_index=state.blind_index,
-            policies=state.policies,
-            contact_id=contact_id,
-            register=register,
-            principal=principal,
-        )
+        contact = await _find_contact(request, session, contact_id, register, principal)
         artifact, key = await service.recording_of(session, contact)
     return StreamingResponse(
         service.stream(artifact, key),
