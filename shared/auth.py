@@ -84,6 +84,9 @@ class Role(StrEnum):
     INSTITUTE = "institute"
     AUDITOR = "auditor"
     OPERATOR = "operator"
+    LEGAL_CLAIMS = "legal_claims"
+    """Handles the establishment, exercise or defence of legal claims: the only role that may process a
+    restricted item (GDPR Art. 18(2))."""
 
 
 _ROLE_VALUES: Final = frozenset(role.value for role in Role)
