@@ -54,6 +54,7 @@ __all__ = [
     "load_public_key",
     "merkle_root",
     "sign_checkpoint",
+    "validate_fields",
     "verify_checkpoint",
     "verify_consistency",
     "verify_file",
@@ -188,6 +189,20 @@ class AuditChain:
         event = AuditEvent(**body, entry_hash=hashlib.sha256(canonical_bytes(body)).hexdigest())
         self._next, self._prev = event.sequence + 1, event.entry_hash
         return event
+
+
+def validate_fields(**fields: Any) -> dict[str, Any]:
+    """Check an entry's own fields (all but ``sequence``, ``prev_hash`` and ``entry_hash``) by the rules
+    :meth:`AuditChain.append` applies, and return their JSON form; ``event_id`` is drawn if not given.
+
+    For writers that queue an entry to be chained later: what passes here passes the chain. Raises pydantic's
+    ValidationError (a ValueError), whose text quotes the refused input: report its ``errors()`` locations.
+    """
+    if assigned := {"sequence", "prev_hash", "entry_hash"} & fields.keys():
+        raise TypeError(f"the chain assigns {sorted(assigned)} itself")
+    body = _Fields(sequence=0, prev_hash=GENESIS_HASH, **fields).model_dump(mode="json")
+    del body["sequence"], body["prev_hash"]
+    return body
 
 
 def chain(records: Iterable[Mapping[str, Any]], *, last: tuple[int, str] | None = None) -> list[AuditEvent]:
@@ -330,6 +345,22 @@ class MerkleFrontier:
             node, size = _node_hash(self._stack.pop(), node), size >> 1
         self._stack.append(node)
         self._size += 1
+
+    @property
+    def nodes(self) -> tuple[bytes, ...]:
+        """The roots of the complete subtrees, largest first: with :attr:`size`, all a frontier needs to be
+        stored and resumed (:meth:`restore`)."""
+        return tuple(self._stack)
+
+    @classmethod
+    def restore(cls, size: int, nodes: Sequence[bytes]) -> MerkleFrontier:
+        """The frontier of ``size`` leaves from its stored :attr:`nodes`; ValueError if they cannot be one."""
+        # One complete subtree per 1 bit of the size: anything else is not the frontier of that many leaves.
+        if size < 0 or len(nodes) != size.bit_count() or any(len(node) != 32 for node in nodes):
+            raise ValueError("not a Merkle frontier: one 32-byte node per 1 bit of the size")
+        frontier = cls()
+        frontier._size, frontier._stack = size, [bytes(node) for node in nodes]
+        return frontier
 
     def copy(self) -> MerkleFrontier:
         """An independent frontier in the same state."""

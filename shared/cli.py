@@ -5,6 +5,17 @@ sailo dev                 PostgreSQL + broker (embedded unless DATABASE_URL / KA
 sailo token --role ROLE   a bearer token from the local issuer (embedded default only)
 sailo migrate             apply database migrations
 sailo schemas             write the event contracts' JSON Schema into schemas/
+sailo audit verify FILE --public-key PEM
+                          verify an audit log dump (JSON lines, e.g. from kcat); exit 1 at the first fault
+sailo audit verify --topic [--bootstrap-servers X] --public-key PEM
+                          the same, reading the audit topic from its beginning to its current end
+sailo audit export --out FILE
+                          write the audit topic to FILE in that format
+sailo audit public-key    print the checkpoint signing key's public key (PEM)
+sailo apikey create --platform NAME [--rate N --burst N]
+                          a platform's API key, printed once (DATABASE_URL as for `sailo migrate`)
+sailo apikey list         every key: id, platform, limits, who made it when, revoked when
+sailo apikey revoke KEYID revoke a key (running services refuse it within API_KEY_CACHE_SECONDS)
 """
 
 from __future__ import annotations
@@ -16,8 +27,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.apikeys import ApiKeyInfo
+
+T = TypeVar("T")
 
 SERVICES = (
     ("ingest", "INGEST_PORT", 8001),
@@ -43,6 +62,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     if role is Role.AGENT and not args.agent:
         print("sailo token: --agent ID is required for --role agent", file=sys.stderr)
         return 2
+    if role is Role.INSTITUTE and not args.institute:
+        print("sailo token: --institute ID is required for --role institute", file=sys.stderr)
+        return 2
     token = mint_token(
         private.read_bytes(),
         issuer=settings.auth_issuer,
@@ -50,7 +72,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         role=role,
         subject=args.subject or f"local-{role.value}",
         agent_id=args.agent if role is Role.AGENT else None,
-        institute_id=args.institute,
+        institute_id=args.institute if role is Role.INSTITUTE else None,
         ttl_seconds=args.ttl,
     )
     print(token)
@@ -206,12 +228,35 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import tempfile
+
     from shared.audit import verify_file
 
-    report = verify_file(Path(args.file), public_key=[Path(p) for p in args.public_key] or None)
+    if (args.file is None) == (args.topic is None):
+        print("sailo audit verify: give a FILE or --topic, not both", file=sys.stderr)
+        return 2
+    keys = [Path(p) for p in args.public_key] or None
+    try:
+        if args.topic is None:
+            report = verify_file(Path(args.file), public_key=keys)
+        else:
+            with tempfile.TemporaryDirectory(prefix="sailo-audit-") as directory:
+                dump = Path(directory) / "audit.jsonl"
+                if (failed := _dump_audit_topic(args, dump)) is not None:
+                    return failed
+                report = verify_file(dump, public_key=keys)
+    except (OSError, ValueError) as exc:  # a file or key that cannot be read: say which kind, not its content
+        print(f"sailo audit verify: cannot read the input or the key ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    if report.ok and report.checked == 0:
+        # Nothing was shown intact. Almost always a dump that failed (kcat could not reach the broker and left
+        # an empty file), which must not pass for a clean audit.
+        print("audit log NOT verified: the input holds no entries", file=sys.stderr)
+        return 1
     if report.ok:
         print(
             f"audit log intact: {report.checked} entries checked, {report.verified_size} covered by checkpoints"
+            + (f", {report.duplicates} exact re-deliveries skipped" if report.duplicates else "")
         )
         return 0
     print(
@@ -220,6 +265,206 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _dump_audit_topic(args: argparse.Namespace, path: Path) -> int | None:
+    """Write the audit topic to ``path``; an exit code if that failed, else None."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from shared.audit_relay import AUDIT_TOPIC, dump_topic
+    from shared.settings import Settings
+
+    settings = Settings()
+    if args.bootstrap_servers:
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": args.bootstrap_servers})
+    topic = args.topic or settings.topic(AUDIT_TOPIC)
+
+    async def dump() -> int:
+        with path.open("wb") as out:
+            return await dump_topic(settings, out, topic=topic)
+
+    try:
+        count = asyncio.run(dump())
+    except LookupError:
+        print(f"sailo audit: topic {topic} does not exist", file=sys.stderr)
+        return 2
+    except (KafkaError, TimeoutError, OSError) as exc:
+        print(f"sailo audit: reading {topic} failed ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    print(f"read {count} messages from {topic}", file=sys.stderr)
+    return None
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
+    if (failed := _dump_audit_topic(args, partial)) is not None:
+        partial.unlink(missing_ok=True)
+        return failed
+    partial.replace(out)  # the file appears whole or not at all
+    return 0
+
+
+def cmd_audit_public_key(_: argparse.Namespace) -> int:
+    from shared.audit import key_id
+    from shared.auditlog import public_key_pem
+    from shared.runtime import audit_signing_key
+    from shared.settings import Settings
+
+    try:
+        private_key = audit_signing_key(Settings())
+    except (OSError, ValueError) as exc:
+        print(f"sailo audit public-key: no usable signing key ({exc})", file=sys.stderr)
+        return 2
+    sys.stdout.write(public_key_pem(private_key).decode())
+    print(f"key_id {key_id(private_key.public_key())}", file=sys.stderr)
+    return 0
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on DATABASE_URL (the settings, as `sailo migrate` reads them)."""
+    import asyncio
+
+    from shared.db import create_engine, create_sessionmaker, transaction
+    from shared.settings import Settings
+
+    async def run() -> T:
+        engine = create_engine(Settings())
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _apikey_database_error(exc: Exception) -> int:
+    from sqlalchemy.exc import ProgrammingError
+
+    # The exception's own text may quote the connection URL, password included: its type only.
+    if isinstance(exc, ProgrammingError):
+        print("sailo apikey: the API key table is missing; run `sailo migrate` first", file=sys.stderr)
+    else:
+        print(f"sailo apikey: the database at DATABASE_URL failed ({type(exc).__name__})", file=sys.stderr)
+    return 1
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+def _limits(info: ApiKeyInfo) -> str:
+    rate = f"{info.rate_per_second:g}/s" if info.rate_per_second is not None else "default rate"
+    burst = f"burst {info.burst}" if info.burst is not None else "default burst"
+    return f"{rate}, {burst}"
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.apikeys import CreatedApiKey, create_api_key
+
+    async def work(session: AsyncSession) -> CreatedApiKey:
+        return await create_api_key(
+            session,
+            platform=args.platform,
+            created_by=args.created_by or _operator(),
+            now=datetime.now(UTC),
+            rate_per_second=args.rate,
+            burst=args.burst,
+        )
+
+    try:
+        created = _in_transaction(work)
+    except ValueError as exc:
+        print(f"sailo apikey: {exc}", file=sys.stderr)
+        return 2
+    except (DBAPIError, OSError) as exc:
+        return _apikey_database_error(exc)
+    info = created.info
+    # The key alone on stdout, for scripts; what it is on stderr.
+    print(
+        f"API key {info.key_id} for platform {info.platform} ({_limits(info)}). "
+        "This is the only time it is shown: store it as a secret now.",
+        file=sys.stderr,
+    )
+    print(created.key)
+    return 0
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.apikeys import list_api_keys
+
+    async def work(session: AsyncSession) -> list[ApiKeyInfo]:
+        return await list_api_keys(session, platform=args.platform)
+
+    try:
+        keys = _in_transaction(work)
+    except (DBAPIError, OSError) as exc:
+        return _apikey_database_error(exc)
+    print(
+        f"{'KEY ID':<16}  {'PLATFORM':<24}  {'LIMITS':<30}  {'CREATED (UTC)':<16}  {'BY':<20}  REVOKED (UTC)"
+    )
+    for info in keys:
+        revoked = f"{info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at is not None else "-"
+        print(
+            f"{info.key_id:<16}  {info.platform:<24}  {_limits(info):<30}  {info.created_at:%Y-%m-%d %H:%M}  "
+            f"{info.created_by:<20}  {revoked}"
+        )
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    import re
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.apikeys import revoke_api_key
+    from shared.settings import Settings
+
+    if not re.fullmatch(r"[0-9a-f]{16}", args.key_id):
+        print("sailo apikey: KEYID is the 16-character id `sailo apikey list` shows", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+
+    async def work(session: AsyncSession) -> ApiKeyInfo | None:
+        return await revoke_api_key(session, args.key_id, now=now)
+
+    try:
+        info = _in_transaction(work)
+    except (DBAPIError, OSError) as exc:
+        return _apikey_database_error(exc)
+    if info is None:
+        print(f"sailo apikey: no API key {args.key_id}", file=sys.stderr)
+        return 1
+    if info.revoked_at is not None and info.revoked_at != now:
+        print(
+            f"API key {info.key_id} ({info.platform}) was already revoked at {info.revoked_at:%Y-%m-%d %H:%M} UTC"
+        )
+        return 0
+    print(
+        f"API key {info.key_id} ({info.platform}) revoked; running services refuse it within "
+        f"API_KEY_CACHE_SECONDS ({Settings().api_key_cache_seconds:g} s here)"
+    )
+    return 0
+
+
+def _audit_topic_arguments(parser: argparse.ArgumentParser, topic_help: str) -> None:
+    parser.add_argument("--topic", nargs="?", const="", metavar="NAME", help=topic_help)
+    parser.add_argument("--bootstrap-servers", help="broker list (default: KAFKA_BOOTSTRAP_SERVERS)")
 
 
 def cmd_schemas(_: argparse.Namespace) -> int:
@@ -257,15 +502,43 @@ def main(argv: list[str] | None = None) -> int:
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = audit.add_parser("verify", help="verify an exported audit log (JSON lines, e.g. from kcat)")
-    verify.add_argument("file", help='JSON lines: audit entries and {"checkpoint": ...} lines')
+    verify = audit.add_parser(
+        "verify", help="verify an audit log: a dump (JSON lines, e.g. from kcat) or the topic itself"
+    )
+    verify.add_argument("file", nargs="?", help='JSON lines: audit entries and {"checkpoint": ...} lines')
     verify.add_argument(
         "--public-key",
         action="append",
         default=[],
         help="PEM public key of the checkpoints (repeat for rotated keys)",
     )
+    _audit_topic_arguments(verify, "read the topic (default: KAFKA_TOPIC_PREFIX + audit) instead of a FILE")
     verify.set_defaults(func=cmd_audit_verify)
+    export = audit.add_parser("export", help="write the audit topic to a JSON-lines file, as kcat -e would")
+    export.add_argument("--out", required=True, help="the file to write")
+    _audit_topic_arguments(export, "the topic (default: KAFKA_TOPIC_PREFIX + audit)")
+    export.set_defaults(func=cmd_audit_export, topic="")
+    audit.add_parser(
+        "public-key", help="print the public key of the checkpoint signing key (PEM; key_id on stderr)"
+    ).set_defaults(func=cmd_audit_public_key)
+
+    apikey = commands.add_parser("apikey", help="platforms' API keys").add_subparsers(
+        dest="apikey_command", required=True
+    )
+    create = apikey.add_parser("create", help="create a platform's API key and print it, once")
+    create.add_argument("--platform", required=True, help="the platform's code, e.g. genesys-prh")
+    create.add_argument(
+        "--rate", type=float, help="events per second (default: INGEST_RATE_LIMIT_PER_SECOND)"
+    )
+    create.add_argument("--burst", type=int, help="events at once (default: INGEST_RATE_LIMIT_BURST)")
+    create.add_argument("--created-by", help="who asked for it, for the record (default: the login name)")
+    create.set_defaults(func=cmd_apikey_create)
+    listing = apikey.add_parser("list", help="list API keys (never their secrets)")
+    listing.add_argument("--platform", help="only this platform's keys")
+    listing.set_defaults(func=cmd_apikey_list)
+    revoke = apikey.add_parser("revoke", help="revoke an API key")
+    revoke.add_argument("key_id", metavar="KEYID", help="the key's id, as `sailo apikey list` shows it")
+    revoke.set_defaults(func=cmd_apikey_revoke)
 
     args = parser.parse_args(argv)
     result: int = args.func(args)

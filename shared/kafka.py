@@ -13,7 +13,7 @@ import asyncio
 import binascii
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -71,9 +71,17 @@ def create_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
 
 
 async def ensure_topics(
-    settings: Settings, names: Sequence[str], *, config: dict[str, str] | None = None
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    config: dict[str, str] | None = None,
+    partitions: Mapping[str, int] | None = None,
 ) -> None:
-    """Create the topics (and their dead-letter topics) that do not exist yet."""
+    """Create the topics (and their dead-letter topics) that do not exist yet.
+
+    Each gets KAFKA_TOPIC_PARTITIONS partitions unless ``partitions`` names its own count: a topic whose order
+    is its meaning (the audit log) has exactly one. An existing topic is left as it is.
+    """
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
@@ -87,7 +95,7 @@ async def ensure_topics(
         topics = [
             NewTopic(
                 name,
-                num_partitions=settings.kafka_topic_partitions,
+                num_partitions=(partitions or {}).get(name, settings.kafka_topic_partitions),
                 replication_factor=settings.kafka_replication_factor,
                 topic_configs=dict(config or {}),
             )

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.audit_relay import AuditRelay
+from shared.auditlog import load_signing_key
 from shared.auth import TokenVerifier, generate_signing_key
 from shared.clock import Clock, SystemClock
 from shared.db import create_engine, create_sessionmaker, upgrade_async
@@ -35,17 +38,41 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
     clock: Clock
+    audit_relay: AuditRelay | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> Runtime:
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        run_audit_relay: bool = True,
+    ) -> Runtime:
+        """Migrate, connect, and start the audit relay: every service process publishes the audit log, so it
+        goes on while any one of them runs (the relays take turns, see shared.audit_relay)."""
+        # First: a missing or unreadable signing key stops the service before it connects anywhere.
+        signing_key = await asyncio.to_thread(audit_signing_key, settings) if run_audit_relay else None
         if migrate:
             await upgrade_async(settings)
         engine = create_engine(settings)
         producer = create_producer(settings, client_id=settings.service_name)
         await producer.start()
-        return cls(settings, engine, create_sessionmaker(engine), producer, clock or SystemClock())
+        rt = cls(settings, engine, create_sessionmaker(engine), producer, clock or SystemClock())
+        if signing_key is not None:
+            rt.audit_relay = AuditRelay(
+                settings=settings,
+                sessionmaker=rt.sessionmaker,
+                producer=producer,
+                signing_key=signing_key,
+                clock=rt.clock,
+            )
+            rt.audit_relay.start()
+        return rt
 
     async def stop(self) -> None:
+        if self.audit_relay is not None:
+            await self.audit_relay.stop()
         await self.producer.stop()
         await self.engine.dispose()
 
@@ -85,7 +112,13 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
 
 def local_issuer_keys(data_dir: Path) -> tuple[Path, Path]:
     """The local issuer's key pair, created on first use; several processes starting together agree on one."""
-    private, public = data_dir / "keys" / "auth-private.pem", data_dir / "keys" / "auth-public.pem"
+    return local_key_pair(data_dir, "auth")
+
+
+def local_key_pair(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """The Ed25519 pair ``{name}-private.pem`` / ``{name}-public.pem`` under SAILO_DATA_DIR/keys, created on
+    first use; several processes starting together agree on one."""
+    private, public = data_dir / "keys" / f"{name}-private.pem", data_dir / "keys" / f"{name}-public.pem"
     for _attempt in range(50):
         try:
             generate_signing_key(private, public)
@@ -94,7 +127,24 @@ def local_issuer_keys(data_dir: Path) -> tuple[Path, Path]:
         except (FileExistsError, ValueError):
             pass  # another process is writing the pair right now
         time.sleep(0.1)
-    raise RuntimeError(f"could not create or read the local issuer's keys under {data_dir / 'keys'}")
+    raise RuntimeError(f"could not create or read the {name} key pair under {data_dir / 'keys'}")
+
+
+def audit_signing_key_file(settings: Settings) -> Path:
+    """Where the audit checkpoint signing key is: AUDIT_SIGNING_KEY_FILE (mounted from a secret; required in
+    production), else outside production a pair made on first use, SAILO_DATA_DIR/keys/audit-private.pem
+    beside audit-public.pem."""
+    if settings.audit_signing_key_file is not None:
+        return settings.audit_signing_key_file
+    if settings.sailo_env is Environment.PRODUCTION:
+        raise ValueError("AUDIT_SIGNING_KEY_FILE must be set in production")
+    private, _public = local_key_pair(settings.sailo_data_dir, "audit")
+    return private
+
+
+def audit_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The key that signs audit checkpoints (see :func:`audit_signing_key_file`)."""
+    return load_signing_key(audit_signing_key_file(settings).read_bytes())
 
 
 def configure_service_logging(settings: Settings) -> None:
@@ -134,12 +184,14 @@ def create_service_app(
     """
     from shared.http import install_common
     from shared.policy import load_policies
+    from shared.policy_history import record_applied_policies
 
     policies = load_policies(settings.policy_dir)  # a bad policy file stops the service here, naming the file
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = await Runtime.start(settings, clock=clock)
+        await record_applied_policies(rt.sessionmaker, policies, service=name, clock=rt.clock)
         app.state.runtime = rt
         app.state.policies = policies
         log.info("service.started", service=name)

@@ -101,6 +101,24 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest_max_batch_items: int = Field(default=1000, ge=1, le=100_000)
     recording_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Ingest's rate limit per platform and instance (shared/ratelimit.py): events per second and the burst, for
+    # API keys without limits of their own and for bearer tokens. A batch of N events counts N. Far above what
+    # one instance processes, so the defaults only stop a runaway platform; set a key's own limits to share
+    # an instance fairly.
+    ingest_rate_limit_per_second: float = Field(default=5000.0, gt=0, le=1_000_000)
+    ingest_rate_limit_burst: int = Field(default=20_000, ge=1, le=10_000_000)
+    # How long a process remembers an API key's row: a revoked key works for up to this long in a process that
+    # used it just before (0: ask the database on every request).
+    api_key_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+
+    # Audit log: the Ed25519 private key (PEM, PKCS#8) that signs checkpoints, mounted from a secret in
+    # production; elsewhere a key pair is made under SAILO_DATA_DIR/keys. A checkpoint is signed after this many
+    # new entries, or this many seconds after the last one when entries have come since; the relay looks for
+    # new outbox rows at the interval.
+    audit_signing_key_file: Path | None = None
+    audit_checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    audit_relay_interval_seconds: float = Field(default=0.2, gt=0, le=60)
 
     @field_validator("key_encryption_key")
     @classmethod
@@ -123,6 +141,8 @@ class Settings(BaseSettings):
                 raise ValueError("BLIND_INDEX_KEY must be set to a real key in production")
             if not (self.auth_jwks_url or self.auth_public_key_file):
                 raise ValueError("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE must be set in production")
+            if self.audit_signing_key_file is None:
+                raise ValueError("AUDIT_SIGNING_KEY_FILE must be set in production")
         return self
 
     @property

@@ -9,9 +9,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import services.export.models
 import services.ingest.models  # noqa: F401  (each import registers its tables on the metadata)
+import shared.apikeys
+import shared.auditlog
 import shared.kafka
 import shared.keystore
+import shared.policy_history
 import shared.records  # noqa: F401
 from shared.db import Base
 
@@ -26,6 +30,11 @@ def _run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata, include_schemas=True)
         with context.begin_transaction():
             context.run_migrations()
+    except BaseException:
+        # End the failed transaction first, so the unlock below runs and the migration's own error is the
+        # one reported.
+        connection.rollback()
+        raise
     finally:
         connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.commit()
