@@ -18,6 +18,11 @@ thread, so the event loop never waits on the identity provider.
 Every refusal raises :class:`AuthError` with a fixed, PII-free reason ("token expired", "wrong audience",
 ...): no claim value or token fragment ever reaches an exception message, a response or a log line.
 
+Platforms may present an API key instead, as ``X-API-Key: sailo_<id>_<secret>`` (shared/apikeys.py): OpenAPI
+declares both schemes as alternatives. A key is checked by ``request.app.state.api_keys`` (an
+:class:`ApiKeyAuthenticator`); a service without one refuses every key with 401. When both headers are sent, the
+bearer token decides.
+
 The local issuer (:func:`generate_signing_key`, :func:`mint_token`) backs ``sailo token`` in the embedded
 default; production uses the identity provider's tokens and never needs a private key.
 """
@@ -26,6 +31,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -34,25 +40,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol, runtime_checkable
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from shared.logging import get_logger
 from shared.settings import Settings
+
+log = get_logger(__name__)
 
 __all__ = [
     "ALGORITHM",
     "REQUIRED_CLAIMS",
+    "ApiKeyAuthenticator",
     "AuthError",
     "Principal",
     "PrincipalDep",
+    "RateLimit",
     "Role",
     "TokenVerifier",
+    "api_key_scheme",
     "bearer_principal",
     "bearer_scheme",
     "generate_signing_key",
@@ -70,8 +82,10 @@ VERIFIED_TOKEN_CACHE_SIZE: Final = 10_000
 """Longer bearer values are refused before any parsing."""
 JWKS_CACHE_SECONDS: Final = 300
 JWKS_TIMEOUT_SECONDS: Final = 5
+API_KEY_HEADER: Final = "X-API-Key"
 
 _WWW_AUTHENTICATE: Final = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+_WWW_AUTHENTICATE_API_KEY: Final = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
 
 
 class Role(StrEnum):
@@ -93,8 +107,16 @@ _ROLE_VALUES: Final = frozenset(role.value for role in Role)
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A credential's own rate limit; a field left None takes the service's default."""
+
+    per_second: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True)
 class Principal:
-    """Who is calling, as established by a verified token."""
+    """Who is calling, as established by a verified token or API key."""
 
     subject: str
     role: Role
@@ -103,10 +125,14 @@ class Principal:
     institute_id: str | None = None
     token_id: str | None = None
     """The token's ``jti``, when it has one."""
+    api_key_id: str | None = None
+    """The public id of the API key the caller authenticated with (``X-API-Key``); None for bearer tokens."""
+    rate_limit: RateLimit | None = None
+    """The API key's own rate limit, if it has one; otherwise the service's defaults apply."""
 
 
 class AuthError(Exception):
-    """A token was refused. ``reason`` is a fixed phrase, safe to return to the caller and to log."""
+    """A token or API key was refused. ``reason`` is a fixed phrase, safe to return to the caller and to log."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -202,6 +228,10 @@ def mint_token(
         raise ValueError("an agent token needs an agent_id")
     if role is not Role.AGENT and agent_id is not None:
         raise ValueError("only agent tokens carry an agent_id")
+    if role is Role.INSTITUTE and not institute_id:
+        raise ValueError("an institute token needs an institute_id")
+    if role is not Role.INSTITUTE and institute_id is not None:
+        raise ValueError("only institute tokens carry an institute_id")
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
     issued = now if now is not None else datetime.now(UTC)
@@ -384,11 +414,17 @@ def _principal(claims: dict[str, Any]) -> Principal:
         raise AuthError("missing agent_id claim")
     if role is not Role.AGENT and agent_id is not None:
         raise AuthError("agent_id on a non-agent token")
+    institute_id = _optional_str(claims, "institute_id")
+    # An institute's record rule (its own loans only) needs to know which institute it is.
+    if role is Role.INSTITUTE and institute_id is None:
+        raise AuthError("missing institute_id claim")
+    if role is not Role.INSTITUTE and institute_id is not None:
+        raise AuthError("institute_id on a non-institute token")
     return Principal(
         subject=subject,
         role=role,
         agent_id=agent_id,
-        institute_id=_optional_str(claims, "institute_id"),
+        institute_id=institute_id,
         token_id=_optional_str(claims, "jti"),
     )
 
@@ -404,27 +440,100 @@ bearer_scheme = HTTPBearer(
 """Declares the bearer security scheme in OpenAPI; errors are handled by :func:`bearer_principal` (401)."""
 
 
+api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="A platform's API key, as `X-API-Key: sailo_<key id>_<secret>` (`sailo apikey create`).",
+)
+"""Declares the API key security scheme in OpenAPI, as an alternative to the bearer one."""
+
+
+@runtime_checkable
+class ApiKeyAuthenticator(Protocol):
+    """What ``app.state.api_keys`` must be (shared.apikeys.ApiKeyStore): a presented key to a principal."""
+
+    async def authenticate(self, key: str) -> Principal:
+        """The key's :class:`Principal`; :class:`AuthError` with a fixed reason if it is refused."""
+        ...
+
+
 async def bearer_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+    api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
 ) -> Principal:
-    """FastAPI dependency: the caller's :class:`Principal`, or 401.
+    """FastAPI dependency: the caller's :class:`Principal` from a bearer token or an API key, or 401.
 
     The verifier is ``request.app.state.token_verifier``. With a JWKS the verification runs in a thread, so a
     key fetch never blocks the event loop; with a local key it runs inline (no thread hop per request).
+    API keys are checked by ``request.app.state.api_keys``; without one, every key is refused.
     """
+    try:
+        return await _principal_of(request, credentials, api_key)
+    except HTTPException as exc:
+        await _audit_refused(request, str(exc.detail))
+        raise
+
+
+ANONYMOUS_ACTOR: Final = uuid.UUID(int=0)
+"""The actor of an audit entry for credentials that were refused: nobody was identified."""
+
+
+async def _audit_refused(request: Request, reason: str) -> None:
+    """Record the refused credentials in the audit log: the reason as a code, never the credential."""
+    from shared.audit import Action, Outcome
+    from shared.auditlog import record_now
+
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return
+    try:
+        await record_now(
+            runtime.sessionmaker,
+            actor=ANONYMOUS_ACTOR,
+            role="anonymous",
+            action=Action.LOGIN_REFUSED,
+            object_type="credentials",
+            outcome=Outcome.DENIED,
+            reason=re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")[:64] or "refused",
+            service=runtime.settings.service_name,
+            occurred_at=runtime.clock.now(),
+        )
+    except Exception as exc:  # the caller gets its 401 even when the audit database does not answer
+        log.warning("auth.refusal_not_audited", error=type(exc).__name__)
+
+
+async def _principal_of(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, api_key: str | None
+) -> Principal:
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
         raise RuntimeError("app.state.token_verifier is not set to a TokenVerifier")
+    if credentials is None and api_key is not None:
+        return await _api_key_principal(request, api_key)
     if credentials is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, detail="missing bearer token", headers=_WWW_AUTHENTICATE
+            status.HTTP_401_UNAUTHORIZED, detail="missing bearer token or API key", headers=_WWW_AUTHENTICATE
         )
     try:
         return await verifier.verify_async(credentials.credentials)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers=_WWW_AUTHENTICATE
+        ) from None
+
+
+async def _api_key_principal(request: Request, api_key: str) -> Principal:
+    authenticator = getattr(request.app.state, "api_keys", None)
+    try:
+        if not isinstance(authenticator, ApiKeyAuthenticator):
+            raise AuthError("API keys are not accepted by this service")
+        return await authenticator.authenticate(api_key)
+    except AuthError as exc:
+        # The reason is fixed by the authenticator: never the key or a part of it.
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, detail=exc.reason, headers=_WWW_AUTHENTICATE_API_KEY
         ) from None
 
 

@@ -79,6 +79,8 @@ def verifier(settings: Settings) -> TokenVerifier:
 def _mint(private_pem: bytes, role: Role = Role.MANAGER, **kwargs: Any) -> str:
     if role is Role.AGENT:
         kwargs.setdefault("agent_id", "agent-7")
+    if role is Role.INSTITUTE:
+        kwargs.setdefault("institute_id", "inst-1")
     return mint_token(private_pem, issuer=ISSUER, audience=AUDIENCE, role=role, subject="user-1", **kwargs)
 
 
@@ -189,10 +191,10 @@ def test_mint_token_refuses_a_naive_now(private_pem: bytes) -> None:
 
 @pytest.mark.parametrize("role", list(Role))
 def test_round_trip_for_every_role(private_pem: bytes, verifier: TokenVerifier, role: Role) -> None:
-    principal = verifier.verify(_mint(private_pem, role, institute_id="inst-1"))
+    principal = verifier.verify(_mint(private_pem, role))
     assert principal.subject == "user-1"
     assert principal.role is role
-    assert principal.institute_id == "inst-1"
+    assert principal.institute_id == ("inst-1" if role is Role.INSTITUTE else None)
     assert principal.token_id
     assert principal.agent_id == ("agent-7" if role is Role.AGENT else None)
 
@@ -401,7 +403,7 @@ async def test_guarded_route_without_a_header_answers_401(client: httpx.AsyncCli
     response = await client.get("/reports")
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-    assert response.json() == {"detail": "missing bearer token"}
+    assert response.json() == {"detail": "missing bearer token or API key"}
 
 
 @pytest.mark.parametrize("headers", [_bearer("garbage"), {"Authorization": "Basic dXNlcjpwYXNz"}])
@@ -448,10 +450,27 @@ async def test_openapi_declares_the_bearer_scheme(client: httpx.AsyncClient) -> 
     assert schemes["HTTPBearer"]["type"] == "http"
     assert schemes["HTTPBearer"]["scheme"] == "bearer"
     assert schemes["HTTPBearer"]["bearerFormat"] == "JWT"
-    assert document["paths"]["/reports"]["get"]["security"] == [{"HTTPBearer": []}]
-    assert document["paths"]["/me"]["get"]["security"] == [{"HTTPBearer": []}]
+    # The API key is the alternative (tests/unit/test_api_key_auth.py).
+    assert document["paths"]["/reports"]["get"]["security"] == [{"HTTPBearer": []}, {"ApiKey": []}]
+    assert document["paths"]["/me"]["get"]["security"] == [{"HTTPBearer": []}, {"ApiKey": []}]
 
 
 def test_require_roles_needs_a_role() -> None:
     with pytest.raises(ValueError):
         require_roles()
+
+
+def test_an_institute_token_names_its_institute_and_only_institutes_carry_one(
+    private_pem: bytes, verifier: TokenVerifier
+) -> None:
+    with pytest.raises(ValueError, match="institute token needs"):
+        mint_token(private_pem, issuer=ISSUER, audience=AUDIENCE, role=Role.INSTITUTE, subject="i")
+    with pytest.raises(ValueError, match="only institute tokens"):
+        _mint(private_pem, Role.MANAGER, institute_id="inst-1")
+    claim_rules = [
+        (_claims(role="institute"), "missing institute_id claim"),
+        (_claims(role="manager", institute_id="inst-1"), "institute_id on a non-institute token"),
+    ]
+    for claims, reason in claim_rules:
+        with pytest.raises(AuthError, match=reason):
+            verifier.verify(_sign(private_pem, claims))
