@@ -76,6 +76,9 @@ POSTGRES_BIN_PATH = _postgres_bin_path()
 HOST = "127.0.0.1"
 DEFAULT_PG_PORT = 55432
 DEFAULT_KAFKA_PORT = 59092
+RECORD_RULE_ROLES = ("sailo_agent", "sailo_institute")
+"""Database roles whose row-level security enforces the record rules; see shared/access.py."""
+
 # How a user changes the ports; the CLI passes its own wording when it differs.
 PG_PORT_OPTION = "--pg-port (EmbeddedStack(pg_port=...))"
 KAFKA_PORT_OPTION = "--kafka-port (EmbeddedStack(kafka_port=...))"
@@ -645,9 +648,14 @@ class EmbeddedPostgres:
         )
         with (staging / "postgresql.conf").open("a") as conf:
             conf.write(_POSTGRES_CONF)
+        # The record-rule roles (row-level security, migration 0004) are made here by the superuser, as a DBA
+        # would in production: the service's own role needs no right to create roles.
         sql = (
             f"CREATE ROLE {DATABASE_USER} WITH LOGIN CREATEDB PASSWORD '{DATABASE_PASSWORD}'\n"
             f"CREATE DATABASE {DATABASE} WITH OWNER {DATABASE_USER}\n"
+            + "".join(
+                f"CREATE ROLE {role} NOLOGIN\nGRANT {role} TO {DATABASE_USER}\n" for role in RECORD_RULE_ROLES
+            )
         )
         _, errors = self._run(
             "postgres",

@@ -23,6 +23,9 @@ durations, ports) survive. Any run of seven or more digits, possibly with separa
 number, so an epoch timestamp or a seven-digit count inside a *string* is scrubbed too (int and float
 values are left alone).
 
+Lines from libraries (the standard library's logging) keep only their message template: the arguments a
+library interpolates are the data it was handling (a Kafka message, an SQL parameter).
+
 Known ways around it: a library that installs its own handler (SQLAlchemy's ``echo=True``; uvicorn when run
 with its default ``log_config``) writes past this module. Create engines with ``echo=False`` (set the
 ``sqlalchemy.engine`` logger's level instead) and run uvicorn with ``log_config=None``.
@@ -278,6 +281,21 @@ class _State:
     service: str = "unknown"
 
 
+def _library_template_only(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """A library's line keeps its message template and drops the arguments interpolated into it.
+
+    The arguments are where a library puts the data it handles: aiokafka's debug line "Sending (key=%r
+    value=%r)" would carry a whole chat message, and no pattern can find a name in it. The template is the
+    library's own text, so what happened is still told.
+    """
+    record = event_dict.get("_record")
+    # structlog has interpolated the arguments (and emptied record.args) by now: a message that differs from
+    # its template had arguments.
+    if isinstance(record, logging.LogRecord) and isinstance(record.msg, str):
+        event_dict[_EVENT_KEY] = record.msg
+    return event_dict
+
+
 def _add_service(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     # Overrides a "service" passed by a caller: the key says which process wrote the line.
     event_dict["service"] = _State.service
@@ -344,6 +362,7 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
+        _library_template_only,
         _add_service,
         timestamper,
         structlog.processors.format_exc_info,

@@ -58,6 +58,8 @@ class Contact(Base):
     case_status: Mapped[str | None] = mapped_column(String(10))
     case_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     event_count: Mapped[int] = mapped_column(Integer, default=0)
+    restricted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Set while processing is restricted (GDPR Art. 18): stored, but shown only to the legal-claims role."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -127,7 +127,7 @@ def settings(
 def token_for(settings: Settings, signing_keys: tuple[Path, Path]):  # type: ignore[no-untyped-def]
     private = signing_keys[0].read_bytes()
 
-    def make(role: Role, *, agent_id: str | None = None) -> str:
+    def make(role: Role, *, agent_id: str | None = None, institute_id: str | None = None) -> str:
         return mint_token(
             private,
             issuer=settings.auth_issuer,
@@ -135,6 +135,7 @@ def token_for(settings: Settings, signing_keys: tuple[Path, Path]):  # type: ign
             role=role,
             subject=f"test-{role.value}",
             agent_id=agent_id,
+            institute_id=institute_id,
         )
 
     return make

@@ -15,21 +15,27 @@ from services.ingest.contacts import find_contact, read_contact
 from services.ingest.intake import IntakeService, Outcome
 from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
 from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, RecordingRead
-from shared.auth import Principal, Role, require_roles
+from shared.access import authorize
+from shared.audit import Action
+from shared.audit import Outcome as AuditOutcome
+from shared.auditlog import actor_ref, record, record_now
+from shared.auth import Principal
 from shared.events import EVENT_TYPES, example_event
 from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
 from shared.keystore import KeyStore
 from shared.policy import PolicyRegistry
+from shared.ratelimit import enforce_rate_limit
 from shared.records import Contact
 from shared.runtime import runtime
 
+SERVICE = "ingest"
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
-PlatformDep = Annotated[Principal, Depends(require_roles(Role.PLATFORM, Role.ADMIN))]
-ReaderDep = Annotated[Principal, Depends(require_roles(Role.AGENT, Role.MANAGER, Role.ADMIN))]
+# Which roles may call each route is in shared/authorization.yaml; record rules are applied in the queries.
+Authorized = Annotated[Principal, Depends(authorize(SERVICE))]
 RegisterQuery = Annotated[
     str | None,
     Query(
@@ -109,6 +115,55 @@ async def _find_contact(
         contact_id=contact_id,
         register=register,
         principal=principal,
+    )
+
+
+async def _reader_contact(
+    request: Request,
+    session: AsyncSession,
+    contact_id: str,
+    register: str | None,
+    principal: Principal,
+    action: Action,
+) -> Contact:
+    """The contact a reader asked for under their record rules; a refusal or a miss is audited, then raised."""
+    try:
+        return await _find_contact(request, session, contact_id, register, principal)
+    except ApiError as exc:
+        await session.rollback()
+        rt = runtime(request)
+        await record_now(
+            rt.sessionmaker,
+            actor=actor_ref(_state(request).blind_index, principal.subject),
+            role=principal.role.value,
+            action=action,
+            object_type="contact",
+            outcome=AuditOutcome.DENIED if exc.status == 403 else AuditOutcome.FAILED,
+            reason=f"http_{exc.status}",
+            service=SERVICE,
+            occurred_at=rt.clock.now(),
+        )
+        raise
+
+
+async def _audit(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    action: Action,
+    object_type: str,
+    contact: Contact,
+) -> None:
+    """Record a successful step in `session`'s transaction: the step and its audit entry commit together."""
+    await record(
+        session,
+        actor=actor_ref(_state(request).blind_index, principal.subject),
+        role=principal.role.value,
+        action=action,
+        object_type=object_type,
+        object_ids=[contact.contact_ref],
+        service=SERVICE,
+        occurred_at=runtime(request).clock.now(),
     )
 
 
@@ -192,13 +247,14 @@ def _event_openapi(batch: bool) -> dict[str, Any]:
             "description": "Accepted (or a faithful resend); the contact is readable once stored",
             "links": _contact_links("$request.body", "GetContact", "GetRecording", "PutRecording"),
         },
-        **_problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+        **_problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
     },
 )
-async def post_event(request: Request, _principal: PlatformDep) -> Response:
+async def post_event(request: Request, principal: Authorized) -> Response:
     """Validate one event against its contract and register policy, publish it, and answer 202 once the broker
     has acknowledged it. A resend of the same event is 202 again and changes nothing; the same `event_id` with
     different content is 409."""
+    await enforce_rate_limit(request, principal)
     if _media_type(request) not in JSON_TYPES:
         raise ApiError.field(415, "content-type", "must be application/json", title="Unsupported media type")
     service = intake_service(request)
@@ -225,10 +281,10 @@ _TITLES = {409: "Conflicting resend", 422: "Invalid event", 503: "Broker unavail
     openapi_extra=_event_openapi(batch=True),
     responses={
         207: {"description": "Some items were not accepted; see each result", "model": BatchRead},
-        **_problem_responses(400, 401, 403, 413, 415, 422),
+        **_problem_responses(400, 401, 403, 413, 415, 422, 429),
     },
 )
-async def post_batch(request: Request, _principal: PlatformDep) -> Response:
+async def post_batch(request: Request, principal: Authorized) -> Response:
     """Each item is answered on its own: one bad item never sinks the good ones. 202 when every item was
     accepted (or was a faithful resend), 207 otherwise."""
     settings = runtime(request).settings
@@ -271,6 +327,7 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
             f"{len(items)} items; at most {settings.ingest_max_batch_items} per batch",
             title="Too many",
         )
+    await enforce_rate_limit(request, principal, cost=len(items))
     positions = [i for i in range(len(items)) if i not in broken]
     outcomes = await intake_service(request).accept([items[i] for i in positions])
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -308,14 +365,15 @@ async def post_batch(request: Request, _principal: PlatformDep) -> Response:
             "links": _contact_links("$response.body", "GetRecording"),
         },
         201: {"description": "Stored", "links": _contact_links("$response.body", "GetRecording")},
-        **_problem_responses(401, 403, 404, 409, 411, 413, 415, 422),
+        **_problem_responses(401, 403, 404, 409, 411, 413, 415, 422, 429),
     },
 )
 async def put_recording(
-    request: Request, contact_id: ContactIdPath, _principal: PlatformDep, register: RegisterQuery = None
+    request: Request, contact_id: ContactIdPath, principal: Authorized, register: RegisterQuery = None
 ) -> Response:
     """Streams the audio through SHA-256 and chunked AES-256-GCM into the blob store; nothing is kept in clear.
     The contact must already be known from its events."""
+    await enforce_rate_limit(request, principal)
     media = _media_type(request)
     if media not in WAV_CONTENT_TYPES:
         raise ApiError.field(415, "content-type", "must be audio/wav", title="Unsupported media type")
@@ -335,7 +393,10 @@ async def put_recording(
         async for chunk in request.stream():
             yield chunk
 
-    artifact, created = await service.store(contact, body(), content_type=media)
+    async def audit(session: AsyncSession) -> None:
+        await _audit(request, session, principal, Action.CREATE, "recording", contact)
+
+    artifact, created = await service.store(contact, body(), content_type=media, audit=audit)
     read = RecordingRead(
         contact_id=contact_id,
         register_id=contact.register,
@@ -358,20 +419,24 @@ async def put_recording(
     },
 )
 async def get_contact(
-    request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
+    request: Request, contact_id: ContactIdPath, principal: Authorized, register: RegisterQuery = None
 ) -> ContactRead:
-    """Managers and administrators read any contact; an agent reads only the contacts they handled."""
+    """Managers read any contact; an agent reads only the contacts they handled; a restricted contact only the
+    legal-claims role. Every read, and every refused one, leaves an audit entry."""
     keystore: KeyStore = _state(request).keystore
     async with runtime(request).sessionmaker() as session:
-        contact = await _find_contact(request, session, contact_id, register, principal)
+        contact = await _reader_contact(request, session, contact_id, register, principal, Action.READ)
         href = str(
             request.url_for("get_recording", contact_id=contact_id).include_query_params(
                 register=contact.register
             )
         )
-        return await read_contact(
+        read = await read_contact(
             session, keystore=keystore, contact=contact, contact_id=contact_id, recording_href=href
         )
+        await _audit(request, session, principal, Action.READ, "contact", contact)
+        await session.commit()
+    return read
 
 
 @router.get(
@@ -384,13 +449,15 @@ async def get_contact(
     },
 )
 async def get_recording(
-    request: Request, contact_id: ContactIdPath, principal: ReaderDep, register: RegisterQuery = None
+    request: Request, contact_id: ContactIdPath, principal: Authorized, register: RegisterQuery = None
 ) -> StreamingResponse:
-    """Decrypts the stored recording chunk by chunk as it is sent."""
+    """Decrypts the stored recording chunk by chunk as it is sent; the listen is audited before it starts."""
     service = recording_service(request)
     async with runtime(request).sessionmaker() as session:
-        contact = await _find_contact(request, session, contact_id, register, principal)
+        contact = await _reader_contact(request, session, contact_id, register, principal, Action.LISTEN)
         artifact, key = await service.recording_of(session, contact)
+        await _audit(request, session, principal, Action.LISTEN, "recording", contact)
+        await session.commit()
     return StreamingResponse(
         service.stream(artifact, key),
         media_type=artifact.content_type or "audio/wav",

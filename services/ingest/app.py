@@ -14,6 +14,7 @@ from services.ingest.api import router
 from services.ingest.handlers import IntakeHandler, RecordStoreHandler
 from services.ingest.intake import IntakeService
 from services.ingest.recordings import RecordingService
+from shared.apikeys import ApiKeyStore
 from shared.blobstore import create_blob_store
 from shared.clock import Clock
 from shared.crypto import BlindIndex
@@ -23,6 +24,8 @@ from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.keystore import KeyStore
 from shared.logging import get_logger
 from shared.policy import load_policies
+from shared.policy_history import record_applied_policies
+from shared.ratelimit import RateLimiter
 from shared.records import RecordStore
 from shared.runtime import Runtime, check_broker, check_database, install_auth
 from shared.settings import Settings
@@ -47,6 +50,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = await Runtime.start(settings, clock=clock)
+        await record_applied_policies(rt.sessionmaker, policies, service="ingest", clock=rt.clock)
         names = topics(settings)
         await ensure_topics(settings, [*names.values(), *(n + DLQ_SUFFIX for n in names.values())])
         blind_index = BlindIndex(settings.blind_index_key_bytes)
@@ -68,6 +72,9 @@ def create_app(
         app.state.blind_index = blind_index
         app.state.keystore = keystore
         app.state.intake = intake
+        # Platforms' API keys (X-API-Key) and their rate limits; both in this process only.
+        app.state.api_keys = ApiKeyStore.from_settings(settings, rt.sessionmaker)
+        app.state.rate_limiter = RateLimiter.from_settings(settings)
         app.state.recordings = RecordingService(
             sessionmaker=rt.sessionmaker,
             keystore=keystore,
@@ -83,7 +90,7 @@ def create_app(
                     producer=rt.producer,
                     topics=[names["contact_events"]],
                     group="ingest-record-store",
-                    handler=RecordStoreHandler(RecordStore(keystore, blind_index)),
+                    handler=RecordStoreHandler(RecordStore(keystore, blind_index), rt.clock),
                 ),
                 ConsumerLoop(
                     settings=settings,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.schemas import ArtifactRead, ContactRead, EventRead, PartyRead, RecordingInfo
+from shared.access import apply_record_rules
 from shared.auth import Principal, Role
 from shared.crypto import BlindIndex, DecryptionError, open_sealed
 from shared.http import ApiError
@@ -33,9 +34,13 @@ async def find_contact(
 ) -> Contact:
     """The contact a platform calls `contact_id`, in `register` or, when not given, in whichever register has it.
 
-    An agent who may see only their own contacts gets 404 for anyone else's, exactly as for a missing one, so
-    the answer reveals nothing about contacts they may not see.
+    With a `principal`, its record rules apply (shared/authorization.yaml): the transaction runs under the
+    database role whose row-level security enforces them, an agent who may see only their own contacts gets
+    404 for anyone else's, exactly as for a missing one, so the answer reveals nothing about contacts they may
+    not see, and a restricted contact is refused to all but the legal-claims role.
     """
+    if principal is not None:
+        await apply_record_rules(session, principal)
     if register is not None:
         if register not in policies.registers():
             raise ApiError.field(422, "register", "unknown register")
@@ -56,7 +61,19 @@ async def find_contact(
             "the contact id exists in several registers; name one with ?register=",
             title="Ambiguous",
         )
-    return found[0]
+    contact = found[0]
+    if (
+        principal is not None
+        and contact.restricted_at is not None
+        and principal.role is not Role.LEGAL_CLAIMS
+    ):
+        raise ApiError.field(
+            403,
+            "contact_id",
+            "processing of this contact is restricted (GDPR Art. 18); only the legal-claims role may use it",
+            title="Restricted",
+        )
+    return contact
 
 
 async def read_contact(

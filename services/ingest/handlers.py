@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.intake import IntakeService, Validated
+from shared.audit import Action
+from shared.auditlog import SYSTEM_ROLE, record, system_actor
+from shared.clock import Clock
 from shared.events import SealedContactEvent
 from shared.http import pydantic_errors
 from shared.kafka import PoisonMessage
@@ -27,8 +30,9 @@ def _reason(errors: Any) -> str:
 
 
 class RecordStoreHandler:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, clock: Clock) -> None:
         self.store = store
+        self.clock = clock
 
     def decode(self, record: ConsumerRecord[bytes, bytes]) -> SealedContactEvent:
         try:
@@ -41,6 +45,17 @@ class RecordStoreHandler:
 
     async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
         await self.store.apply(session, items)
+        # The record store changed: one audit entry per batch, in the batch's transaction, naming the contacts.
+        await record(
+            session,
+            actor=system_actor("ingest"),
+            role=SYSTEM_ROLE,
+            action=Action.CHANGE,
+            object_type="contact",
+            object_ids=sorted({item.contact_ref for item in items}),
+            service="ingest",
+            occurred_at=self.clock.now(),
+        )
 
 
 class IntakeHandler:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -77,9 +77,17 @@ class RecordingService:
         self.max_bytes = max_bytes
 
     async def store(
-        self, contact: Contact, body: AsyncIterator[bytes], *, content_type: str
+        self,
+        contact: Contact,
+        body: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        audit: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> tuple[Artifact, bool]:
-        """Encrypt and store the upload; returns the artifact and whether it was newly created."""
+        """Encrypt and store the upload; returns the artifact and whether it was newly created.
+
+        `audit` records the new recording in the transaction that makes it known, so one never exists without
+        the other."""
         ref = contact.contact_ref
         async with self.sessionmaker() as session, session.begin():
             keys = await self.keystore.get_or_create(session, {(ref, RECORDING)})
@@ -159,6 +167,8 @@ class RecordingService:
                 ).returning(Artifact)
             )
             assert artifact is not None
+            if audit is not None:
+                await audit(session)
             return artifact, True
 
     async def recording_of(self, session: AsyncSession, contact: Contact) -> tuple[Artifact, bytes]:

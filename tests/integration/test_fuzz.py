@@ -46,6 +46,7 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.recordings import WAV_CONTENT_TYPES
 from services.retention.app import create_app as create_retention
+from shared.access import authorization_table
 from shared.auth import Role
 from shared.events import example_event
 from shared.kafka import DLQ_SUFFIX, header
@@ -68,7 +69,6 @@ NO_AUTH_EXAMPLES = 15
 STATEFUL_EXAMPLES = 15
 MALFORMED_PER_TOPIC = 150
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPERATIONS_TAG = "operations"  # health, readiness and metrics: open to every caller by design
 
 # Recordings are binary, sent as generated; an NDJSON batch is text, sent as it is.
@@ -99,9 +99,26 @@ FUZZ_SETTINGS = hypothesis.settings(
 )
 
 
-def role_for(method: str) -> Role:
-    """The role each case is sent with: a platform writes, a manager reads (both are allowed to)."""
-    return Role.PLATFORM if method.upper() in WRITE_METHODS else Role.MANAGER
+# Roles without a record rule first, so a case reaches everything the route can show.
+_ROLE_PREFERENCE = (
+    Role.PLATFORM,
+    Role.MANAGER,
+    Role.RESEARCH_OFFICER,
+    Role.CASEWORKER,
+    Role.AUDITOR,
+    Role.ADMIN,
+    Role.OPERATOR,
+    Role.LEGAL_CLAIMS,
+    Role.AGENT,
+    Role.INSTITUTE,
+)
+
+
+def role_for(service: str, method: str, path: str) -> Role:
+    """The role each case is sent with: one the authorisation table allows for the route."""
+    rule = authorization_table().rule(service, method, path)
+    assert rule is not None and rule.roles, f"{service} {method} {path} is not in shared/authorization.yaml"
+    return next(role for role in _ROLE_PREFERENCE if role in rule.roles)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -178,8 +195,9 @@ async def served(ingest: Ingest, settings: Settings) -> AsyncIterator[dict[str, 
 
 
 @pytest.fixture(scope="module")
-def tokens(token_for: Callable[[Role], str]) -> dict[Role, str]:
-    return {role: token_for(role) for role in (Role.PLATFORM, Role.MANAGER)}
+def tokens(token_for: Callable[..., str]) -> dict[Role, str]:
+    ids = {Role.AGENT: {"agent_id": "fuzz-agent"}, Role.INSTITUTE: {"institute_id": "fuzz-institute"}}
+    return {role: token_for(role, **ids.get(role, {})) for role in Role}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -312,7 +330,11 @@ def _fuzz_with_roles(
     echo = echo_check(published)
     for operation in _operations(schema):
         headers = (
-            {} if _is_open(operation) else {"Authorization": f"Bearer {tokens[role_for(operation.method)]}"}
+            {}
+            if _is_open(operation)
+            else {
+                "Authorization": (f"Bearer {tokens[role_for(served.name, operation.method, operation.path)]}")
+            }
         )
 
         def call(case: Any, operation: Any = operation, headers: dict[str, str] = headers) -> None:
@@ -369,6 +391,11 @@ def _fuzz_without_auth(served: Served, published: str) -> Report:
         for what, mode in (("positive", GenerationMode.POSITIVE), ("negative", GenerationMode.NEGATIVE)):
             try:
                 _run(operation.as_strategy(generation_mode=mode), call, settings)
+            except Unsatisfiable:
+                # As above: only an operation without parameters or body has no invalid request.
+                assert what == "negative", f"{operation.label}: no {what} cases could be generated"
+                assert not list(operation.iter_parameters()), f"{operation.label}: no negative cases"
+                assert not len(operation.body), f"{operation.label}: no negative cases"
             except (Exception, FailureGroup) as exc:
                 report.fail(operation.label, f"no auth, {what}", exc)
     return report
@@ -387,7 +414,8 @@ def _fuzz_stateful(served: Served, tokens: dict[Role, str], published: str) -> R
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             if OPERATIONS_TAG in (case.operation.tags or []):
                 return {}
-            return {"headers": {"Authorization": f"Bearer {tokens[role_for(case.method)]}"}}
+            role = role_for(served.name, case.method, case.operation.path)
+            return {"headers": {"Authorization": f"Bearer {tokens[role]}"}}
 
         def after_call(self, response: Any, case: Any) -> None:
             super().after_call(response, case)
