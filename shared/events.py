@@ -38,6 +38,9 @@ from shared.identifiers import (
 from shared.policy import ArtifactClass, Channel
 
 CONTRACT_VERSION = 1
+CONTACT_EVENTS_TOPIC = "contact-events"
+"""Topic (after KAFKA_TOPIC_PREFIX) of the sealed contact events: ingest publishes, the record store and
+retention consume."""
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 

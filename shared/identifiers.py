@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import date
 from typing import Final
 
@@ -21,6 +22,7 @@ import phonenumbers
 __all__ = [
     "IdentifierError",
     "normalise_email",
+    "normalise_identifier",
     "normalise_name",
     "normalise_nickname",
     "normalise_phone",
@@ -286,3 +288,20 @@ def normalise_nickname(raw: str) -> str:
     if not text:
         raise IdentifierError("nickname is empty")
     return text
+
+
+def normalise_identifier(kind: str, raw: str) -> str:
+    """The form a customer identifier of `kind` is blind-indexed in (what ingest indexes, so a data subject's
+    request or a legal hold finds the contact); raises IdentifierError for an unknown kind or a bad value."""
+    normalisers: dict[str, Callable[[str], str]] = {
+        "phone": normalise_phone,
+        "email": normalise_email,
+        "personal_identity_code": validate_personal_identity_code,
+        "name": normalise_name,
+        "nickname": normalise_nickname,
+        "contact_id": str,
+    }
+    normalise = normalisers.get(kind)
+    if normalise is None:
+        raise IdentifierError(f"unknown identifier kind; one of {', '.join(sorted(normalisers))}")
+    return normalise(raw)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,11 +176,17 @@ def serve(factory: str, settings: Settings, *, port: int) -> None:
 
 
 def create_service_app(
-    *, name: str, description: str, settings: Settings, clock: Clock | None = None
+    *,
+    name: str,
+    description: str,
+    settings: Settings,
+    clock: Clock | None = None,
+    background: Callable[[FastAPI, Runtime], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """A service with its runtime, policies, bearer tokens and the common routes (health, readiness, metrics).
 
-    The services whose own routes are still to come are exactly this; the others add their routers.
+    `background` runs the service's own work (consumers, a sweeper) for as long as the app runs: it is entered
+    once the runtime is up and left before the runtime stops. Services add their routers to the app returned.
     """
     from shared.http import install_common
     from shared.policy import load_policies
@@ -196,7 +202,11 @@ def create_service_app(
         app.state.policies = policies
         log.info("service.started", service=name)
         try:
-            yield
+            if background is None:
+                yield
+            else:
+                async with background(app, rt):
+                    yield
         finally:
             await rt.stop()
             log.info("service.stopped", service=name)

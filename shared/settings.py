@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest_max_batch_items: int = Field(default=1000, ge=1, le=100_000)
     recording_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    retention_sweep_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """How often the retention sweeper looks for due items: the bound on deletion lag."""
+    retention_sweep_batch: int = Field(default=500, ge=1, le=100_000)
+    """Items per sweeper transaction."""
     # Ingest's rate limit per platform and instance (shared/ratelimit.py): events per second and the burst, for
     # API keys without limits of their own and for bearer tokens. A batch of N events counts N. Far above what
     # one instance processes, so the defaults only stop a runaway platform; set a key's own limits to share

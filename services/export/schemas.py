@@ -25,7 +25,9 @@ class LoanCreate(BaseModel):
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="What the study assesses (one line of text)",
     )
-    study_ends_on: date = Field(description="Everything lent must be returned or destroyed by this day")
+    study_ends_on: date = Field(
+        strict=True, description="Everything lent must be returned or destroyed by this day (YYYY-MM-DD)"
+    )
 
     @field_validator("purpose")
     @classmethod

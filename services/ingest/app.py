@@ -18,7 +18,7 @@ from shared.apikeys import ApiKeyStore
 from shared.blobstore import create_blob_store
 from shared.clock import Clock
 from shared.crypto import BlindIndex
-from shared.events import CONTACT_EVENT_ADAPTER
+from shared.events import CONTACT_EVENT_ADAPTER, CONTACT_EVENTS_TOPIC
 from shared.http import install_common
 from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.keystore import KeyStore
@@ -32,7 +32,7 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-CONTACT_EVENTS = "contact-events"
+CONTACT_EVENTS = CONTACT_EVENTS_TOPIC
 INTAKE = "contact-events.intake"
 
 

@@ -6,12 +6,81 @@ and certifies each deletion.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from services.retention.api import router
+from services.retention.schedule import ScheduleHandler
+from services.retention.sweeper import Sweeper
+from shared.blobstore import create_blob_store
 from shared.clock import Clock
-from shared.runtime import create_service_app
+from shared.crypto import BlindIndex
+from shared.events import CONTACT_EVENTS_TOPIC
+from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.keystore import KeyStore
+from shared.logging import get_logger
+from shared.policy import PolicyRegistry
+from shared.runtime import Runtime, create_service_app
 from shared.settings import Settings
 
+log = get_logger(__name__)
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    return create_service_app(name="retention", description=__doc__ or "", settings=settings, clock=clock)
+SCHEDULER_GROUP = "retention-scheduler"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: bool = True) -> FastAPI:
+    """The retention app: the scheduler consumer and (unless `run_sweeper` is false) the sweeper loop."""
+
+    @asynccontextmanager
+    async def background(app: FastAPI, rt: Runtime) -> AsyncIterator[None]:
+        policies: PolicyRegistry = app.state.policies
+        topic = settings.topic(CONTACT_EVENTS_TOPIC)
+        await ensure_topics(settings, [topic, topic + DLQ_SUFFIX])
+        blobs = create_blob_store(
+            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
+        )
+        keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
+        blind_index: BlindIndex = app.state.blind_index
+        scheduler = ConsumerLoop(
+            settings=settings,
+            sessionmaker=rt.sessionmaker,
+            producer=rt.producer,
+            topics=[topic],
+            group=SCHEDULER_GROUP,
+            handler=ScheduleHandler(policies, blind_index),
+        )
+        sweeper = Sweeper(
+            sessionmaker=rt.sessionmaker,
+            keystore=keystore,
+            blobs=blobs,
+            clock=rt.clock,
+            policies=policies,
+            batch_size=settings.retention_sweep_batch,
+        )
+        app.state.sweeper = sweeper
+        await scheduler.start()
+        tasks = [asyncio.create_task(scheduler.run(), name="consumer:retention-scheduler")]
+        if run_sweeper:
+            tasks.append(
+                asyncio.create_task(sweeper.run(settings.retention_sweep_interval_seconds), name="sweeper")
+            )
+        log.info("retention.started", sweeper=run_sweeper)
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            await scheduler.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await blobs.close()
+
+    app = create_service_app(
+        name="retention", description=__doc__ or "", settings=settings, clock=clock, background=background
+    )
+    app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
+    app.include_router(router)
+    return app

@@ -9,8 +9,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# Each import registers its tables on the metadata.
 import services.export.models
-import services.ingest.models  # noqa: F401  (each import registers its tables on the metadata)
+import services.ingest.models
+import services.retention.models  # noqa: F401
 import shared.apikeys
 import shared.auditlog
 import shared.kafka

@@ -24,7 +24,7 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.export.models import Loan
 from services.ingest.app import create_app as create_ingest
-from services.retention.app import create_app as create_retention
+from services.retention.app import create_app as create_retention_service
 from shared.access import apply_record_rules, load_authorization, render_markdown
 from shared.auth import Principal, Role
 from shared.keystore import DataKey
@@ -33,6 +33,13 @@ from shared.settings import Settings
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 
 pytestmark = pytest.mark.integration
+
+
+def create_retention(settings: Settings) -> Any:
+    """Retention without its sweeper: these tests look at routes, and a sweeper would delete the session's
+    example contacts (dated months back) while other modules still read them."""
+    return create_retention_service(settings, run_sweeper=False)
+
 
 TABLE = load_authorization()
 FACTORIES = {

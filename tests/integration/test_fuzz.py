@@ -45,7 +45,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.recordings import WAV_CONTENT_TYPES
-from services.retention.app import create_app as create_retention
+from services.retention.app import create_app as create_retention_service
 from shared.access import authorization_table
 from shared.auth import Role
 from shared.events import example_event
@@ -62,6 +62,13 @@ pytestmark = [
         "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
     ),
 ]
+
+
+def create_retention(settings: Settings) -> Any:
+    """Retention without its sweeper: these tests look at routes, and a sweeper would delete the session's
+    example contacts (dated months back) while other modules still read them."""
+    return create_retention_service(settings, run_sweeper=False)
+
 
 MAX_EXAMPLES = 40
 """Generated cases per operation and generation mode; the explicit OpenAPI examples come on top."""

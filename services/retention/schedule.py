@@ -1,0 +1,204 @@
+"""The schedule: from the contact events as they arrive, each contact's retention clocks and due times.
+
+The scheduler consumes the same sealed contact events as the record store, but reads only their clear metadata
+(type, register, time, class): it never needs a data key. Each batch folds the events into the contacts' facts
+and recomputes their schedule rows with services.retention.rules, in the consumer loop's transaction, so an
+event redelivered after a crash changes nothing twice. A backfilled event that is already past its due time gets
+a due time in the past and goes at the next sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.retention.models import ContactFacts, ScheduleItem
+from services.retention.rules import CaseStatusChange, Due, NoPolicyInForce, due_items
+from services.retention.rules import ContactFacts as Facts
+from shared.crypto import BlindIndex
+from shared.events import SealedContactEvent
+from shared.http import pydantic_errors
+from shared.kafka import PoisonMessage
+from shared.logging import get_logger
+from shared.policy import PolicyRegistry, UnknownRegister
+
+log = get_logger(__name__)
+
+ENDING_EVENTS = frozenset({"call.ended", "chat.ended"})
+CASE_STATUS_OF = {"case.opened": "open", "case.closed": "closed"}
+RECORDING = "recording"
+CHATBOT_IDENTIFIERS = "chatbot_identifiers"
+FIELD_LEVEL_MESSAGES = frozenset({"chatbot.message"})
+"""Events whose text a field-level rule (a message_sent trigger) redacts, message by message."""
+
+
+def item_key(due: Due) -> str:
+    """ "" for a class-level item; for a per-message item, the message's time (unique within a contact)."""
+    if due.trigger.value == "message_sent" and due.trigger_at is not None:
+        return due.trigger_at.strftime("%Y%m%dT%H%M%S.%fZ")
+    return ""
+
+
+def case_ref(blind_index: BlindIndex, register: str, case_number: str) -> str:
+    """The pseudonym a case is known by in retention (holds on a case name it, never the case number)."""
+    return str(blind_index.pseudonym("case", register, case_number))
+
+
+def _fold(
+    row: ContactFacts | None, events: list[SealedContactEvent], blind_index: BlindIndex
+) -> dict[str, Any]:
+    """The contact's facts with `events` folded in (an event seen before is never folded twice: the consumer
+    loop's tracking row sees to that)."""
+    first = events[0]
+    facts: dict[str, Any] = (
+        {
+            "register": row.register,
+            "started_at": row.started_at,
+            "ended_at": row.ended_at,
+            "last_event_at": row.last_event_at,
+            "case_history": list(row.case_history),
+            "message_times": list(row.message_times),
+            "artifact_classes": list(row.artifact_classes),
+            "case_ref": row.case_ref,
+        }
+        if row is not None
+        else {
+            "register": first.register,
+            "started_at": first.occurred_at,
+            "ended_at": None,
+            "last_event_at": first.occurred_at,
+            "case_history": [],
+            "message_times": [],
+            "artifact_classes": [],
+            "case_ref": None,
+        }
+    )
+    classes = set(facts["artifact_classes"])
+    for event in events:
+        at = event.occurred_at
+        facts["started_at"] = min(facts["started_at"], at)
+        facts["last_event_at"] = max(facts["last_event_at"], at)
+        if event.type in ENDING_EVENTS:
+            facts["ended_at"] = at if facts["ended_at"] is None else max(facts["ended_at"], at)
+        if event.type in CASE_STATUS_OF:
+            facts["case_history"].append([CASE_STATUS_OF[event.type], at.isoformat()])
+        if event.type in FIELD_LEVEL_MESSAGES:
+            facts["message_times"].append(at.isoformat())
+            classes.add(CHATBOT_IDENTIFIERS)
+        classes.add(event.artifact_class.value)
+        if case_number := event.attributes.get("case_number"):
+            facts["case_ref"] = case_ref(blind_index, event.register, case_number)
+        if event.channel.value == "phone":
+            classes.add(RECORDING)  # a call's recording arrives over HTTP, not as an event
+    facts["artifact_classes"] = sorted(classes)
+    # Events may arrive out of order (a platform's backfill): the history is kept in time order.
+    facts["case_history"].sort(key=lambda change: datetime.fromisoformat(change[1]))
+    facts["message_times"].sort(key=datetime.fromisoformat)
+    return facts
+
+
+def _rules_facts(facts: dict[str, Any]) -> Facts:
+    ended = facts["ended_at"]
+    return Facts(
+        register=facts["register"],
+        started_at=facts["started_at"],
+        ended_at=ended if ended is None or ended >= facts["started_at"] else None,
+        case_history=tuple(
+            CaseStatusChange(status, datetime.fromisoformat(at)) for status, at in facts["case_history"]
+        ),
+        message_times=tuple(datetime.fromisoformat(at) for at in facts["message_times"]),
+    )
+
+
+class ScheduleHandler:
+    """Consumer-loop handler on the contact-events topic (group ``retention-scheduler``)."""
+
+    def __init__(self, policies: PolicyRegistry, blind_index: BlindIndex) -> None:
+        self.policies = policies
+        self.blind_index = blind_index
+
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> SealedContactEvent:
+        try:
+            return SealedContactEvent.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            reason = "; ".join(f"{e.field}: {e.reason}" for e in pydantic_errors(exc.errors()))
+            raise PoisonMessage(reason[:1000]) from None
+
+    def identify(self, item: SealedContactEvent) -> tuple[UUID, str]:
+        return item.event_id, item.content_digest
+
+    async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
+        by_contact: dict[UUID, list[SealedContactEvent]] = {}
+        for item in items:
+            by_contact.setdefault(item.contact_ref, []).append(item)
+        rows = {
+            row.contact_ref: row
+            for row in (
+                await session.scalars(
+                    select(ContactFacts)
+                    .where(ContactFacts.contact_ref.in_(list(by_contact)))
+                    .with_for_update()
+                )
+            ).all()
+        }
+        for contact_ref, events in by_contact.items():
+            facts = _fold(rows.get(contact_ref), events, self.blind_index)
+            await session.execute(
+                insert(ContactFacts)
+                .values(contact_ref=contact_ref, **facts)
+                .on_conflict_do_update(index_elements=[ContactFacts.contact_ref], set_=facts)
+            )
+            await reschedule(
+                session, self.policies, contact_ref, _rules_facts(facts), set(facts["artifact_classes"])
+            )
+
+
+async def reschedule(
+    session: AsyncSession, policies: PolicyRegistry, contact_ref: UUID, facts: Facts, classes: set[str]
+) -> None:
+    """Replace the contact's pending schedule rows with what the rules say now for the classes it holds; done
+    rows stay as they are."""
+    try:
+        dues = due_items(policies, facts)
+    except (NoPolicyInForce, UnknownRegister):
+        # Ingest refuses such events; one that got through anyway is kept visible, never deleted by guess.
+        log.warning("retention.no_policy_for_contact", register=facts.register)
+        return
+    done = set(
+        (
+            await session.execute(
+                select(ScheduleItem.artifact_class, ScheduleItem.item).where(
+                    ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "done"
+                )
+            )
+        ).all()
+    )
+    await session.execute(
+        delete(ScheduleItem).where(ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "scheduled")
+    )
+    rows = [
+        {
+            "contact_ref": contact_ref,
+            "artifact_class": due.artifact_class.value,
+            "item": item_key(due),
+            "register": due.register,
+            "policy_version": due.policy_version,
+            "action": due.action.value,
+            "trigger": due.trigger.value,
+            "trigger_at": due.trigger_at,
+            "due_at": due.due_at,
+            "reason": due.reason,
+            "state": "scheduled",
+        }
+        for due in dues
+        if due.artifact_class.value in classes and (due.artifact_class.value, item_key(due)) not in done
+    ]
+    if rows:
+        await session.execute(insert(ScheduleItem), rows)

@@ -1,0 +1,501 @@
+"""Retention on real PostgreSQL and a real broker, with the sweeper's clock in the test's hand.
+
+Each test module gets its own database and topics: the sweeper deletes whatever falls due, and the clock here
+jumps years ahead, so it must not see the rest of the session's contacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from services.ingest.app import create_app as create_ingest
+from services.retention.app import create_app as create_retention
+from services.retention.models import Certificate, ScheduleItem
+from services.retention.sweeper import Sweeper
+from shared.auth import Role
+from shared.clock import FrozenClock
+from shared.db import upgrade_async
+from shared.events import example_event
+from shared.keystore import DataKey
+from shared.settings import Settings
+from tests.conftest import Infrastructure, plain_dsn
+from tests.integration.conftest import eventually, new_id, wav_bytes
+
+pytestmark = pytest.mark.integration
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+CALL_AT = datetime(2026, 3, 2, 11, 15, tzinfo=HELSINKI)
+
+
+@dataclass
+class Env:
+    settings: Settings
+    ingest: httpx.AsyncClient
+    ingest_app: Any
+    retention_app: Any
+    clock: FrozenClock
+    headers: dict[Role, dict[str, str]]
+
+    @property
+    def sweeper(self) -> Sweeper:
+        sweeper = self.retention_app.state.sweeper
+        assert isinstance(sweeper, Sweeper)
+        return sweeper
+
+    @property
+    def sessionmaker(self) -> Any:
+        return self.retention_app.state.runtime.sessionmaker
+
+
+@pytest.fixture(scope="module")
+async def env(
+    infrastructure: Infrastructure,
+    settings: Settings,
+    token_for: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Env]:
+    name = f"sailo_retention_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base, _, _ = infrastructure.database_url.rpartition("/")
+    data_dir = tmp_path_factory.mktemp("retention-data")
+    env_settings = settings.model_copy(
+        update={
+            "database_url": f"{base}/{name}",
+            "kafka_topic_prefix": f"sailo-retention-{uuid.uuid4().hex[:8]}.",
+            "blob_store_url": f"file://{data_dir / 'blobs'}",
+            "audit_relay_interval_seconds": 0.05,
+        }
+    )
+    await upgrade_async(env_settings)
+    clock = FrozenClock(CALL_AT)
+    ingest_app = create_ingest(env_settings)
+    retention_app = create_retention(env_settings, clock=clock, run_sweeper=False)
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(ingest_app.router.lifespan_context(ingest_app))
+            await stack.enter_async_context(retention_app.router.lifespan_context(retention_app))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=ingest_app), base_url="http://ingest.test"
+                )
+            )
+            headers = {
+                role: {"Authorization": f"Bearer {token_for(role)}"} for role in (Role.PLATFORM, Role.MANAGER)
+            }
+            yield Env(env_settings, client, ingest_app, retention_app, clock, headers)
+    finally:
+        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _event(event_type: str, contact_id: str, at: datetime, **data: Any) -> dict[str, Any]:
+    body = example_event(event_type, event_id=new_id())
+    body.update(contact_id=contact_id, occurred_at=at.isoformat())
+    if data:
+        body["data"] = data
+    return body
+
+
+async def _post(env: Env, *bodies: dict[str, Any]) -> None:
+    for body in bodies:
+        response = await env.ingest.post("/v1/events", json=body, headers=env.headers[Role.PLATFORM])
+        assert response.status_code == 202, response.text
+
+
+async def _schedule(env: Env, contact_ref: uuid.UUID, count: int) -> dict[tuple[str, str], ScheduleItem]:
+    async def check() -> dict[tuple[str, str], ScheduleItem] | None:
+        async with env.sessionmaker() as session:
+            rows = (
+                await session.scalars(select(ScheduleItem).where(ScheduleItem.contact_ref == contact_ref))
+            ).all()
+        return {(r.artifact_class, r.item): r for r in rows} if len(rows) >= count else None
+
+    result: dict[tuple[str, str], ScheduleItem] = await eventually(check, attempts=400)
+    return result
+
+
+def _ref(env: Env, register: str, contact_id: str) -> uuid.UUID:
+    blind_index = env.ingest_app.state.blind_index
+    ref: uuid.UUID = blind_index.pseudonym("contact", register, contact_id)
+    return ref
+
+
+async def _read(env: Env, contact_id: str, suffix: str = "") -> httpx.Response:
+    return await env.ingest.get(f"/v1/contacts/{contact_id}{suffix}", headers=env.headers[Role.MANAGER])
+
+
+async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> None:
+    call_id = f"call-{new_id()}"
+    started = CALL_AT
+    await _post(
+        env,
+        _event("call.started", call_id, started, direction="inbound", caller_number="+358401234567"),
+        _event("call.ended", call_id, started + timedelta(minutes=4)),
+    )
+    audio = wav_bytes(0.5)
+
+    async def stored() -> bool:
+        return (await _read(env, call_id)).status_code == 200
+
+    await eventually(stored)
+    put = await env.ingest.put(
+        f"/v1/contacts/{call_id}/recording",
+        content=audio,
+        headers={**env.headers[Role.PLATFORM], "Content-Type": "audio/wav"},
+    )
+    assert put.status_code == 201, put.text
+    chat_id = f"chatbot-{new_id()}"
+    typed_at = started + timedelta(minutes=30)
+    await _post(
+        env,
+        _event(
+            "chatbot.message",
+            chat_id,
+            typed_at,
+            sender="customer",
+            text="Soittakaa minulle numeroon 040 765 4321, kiitos",
+        ),
+    )
+
+    call_ref = _ref(env, "prh-customer-service", call_id)
+    schedule = await _schedule(env, call_ref, 2)
+    # PRH: recording 6 months and contact history 12 months from the call, by the Helsinki calendar: 11:15 local
+    # time in winter and in summer alike (09:15 UTC in March, 08:15 UTC in September).
+    assert schedule[("recording", "")].due_at == datetime(2026, 9, 2, 11, 15, tzinfo=HELSINKI)
+    assert schedule[("contact_history", "")].due_at == datetime(2027, 3, 2, 11, 15, tzinfo=HELSINKI)
+    assert "recording" in schedule[("recording", "")].reason
+
+    chat_ref = _ref(env, "prh-customer-service", chat_id)
+    chat_schedule = await _schedule(env, chat_ref, 2)
+
+    async def chat_stored() -> bool:
+        return (await _read(env, chat_id)).status_code == 200
+
+    await eventually(chat_stored)
+    redaction = next(row for (cls, _), row in chat_schedule.items() if cls == "chatbot_identifiers")
+    assert redaction.due_at == typed_at + timedelta(hours=1)
+
+    # One second before the hour nothing happens; at the hour the number goes and the rest of the text stays.
+    env.clock.set(typed_at + timedelta(hours=1) - timedelta(seconds=1))
+    before = await env.sweeper.sweep()
+    assert (before.deleted, before.redacted) == (0, 0)
+    env.clock.set(typed_at + timedelta(hours=1))
+    result = await env.sweeper.sweep()
+    assert result.redacted == 1
+    chat = (await _read(env, chat_id)).json()
+    assert chat["events"][0]["data"]["text"] == "Soittakaa minulle numeroon [redacted: phone], kiitos"
+
+    # Six months on: the recording is gone in every copy, the contact history is not.
+    env.clock.set(datetime(2026, 9, 2, 11, 15, tzinfo=HELSINKI))
+    result = await env.sweeper.sweep()
+    assert result.deleted >= 1 and result.blobs_removed >= 1
+    assert (await _read(env, call_id, "/recording")).status_code in (404, 410)
+    assert (await _read(env, call_id)).status_code == 200
+    async with env.sessionmaker() as session:
+        keys = await session.scalar(
+            select(func.count())
+            .select_from(DataKey)
+            .where(DataKey.contact_ref == call_ref, DataKey.artifact_class == "recording")
+        )
+        certificate = await session.scalar(
+            select(Certificate).where(
+                Certificate.contact_ref == call_ref, Certificate.artifact_class == "recording"
+            )
+        )
+    assert keys == 0
+    assert certificate is not None
+    assert certificate.method == "crypto-shredding"
+    assert certificate.rule == "recording/P6M/contact_start/delete"
+    assert certificate.due_at == datetime(2026, 9, 2, 11, 15, tzinfo=HELSINKI)
+    assert len(certificate.ciphertext_sha256) == 64
+    blob_root = Path(env.settings.resolved_blob_store_url.removeprefix("file://"))
+    assert not [p for p in blob_root.rglob("*.enc") if str(call_ref) in str(p)]
+
+    # Twelve months on the last class goes, and with it the contact.
+    env.clock.set(datetime(2027, 3, 2, 11, 15, tzinfo=HELSINKI))
+    await env.sweeper.sweep()
+    assert (await _read(env, call_id)).status_code == 404
+
+
+async def test_two_sweepers_at_once_delete_each_item_exactly_once(env: Env) -> None:
+    at = CALL_AT + timedelta(days=1)
+    ids = [f"statfi-{new_id()}" for _ in range(30)]
+    for contact_id in ids:
+        body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+        body["register"] = "statfi-chat"
+        await _post(env, body)
+    refs = [_ref(env, "statfi-chat", contact_id) for contact_id in ids]
+    for ref in refs:
+        await _schedule(env, ref, 1)
+    async with env.sessionmaker() as session:
+        due = await session.scalar(
+            select(func.count()).select_from(ScheduleItem).where(ScheduleItem.contact_ref.in_(refs))
+        )
+    assert due is not None and due >= 30
+    env.clock.set(at + timedelta(days=400))
+    first = Sweeper(
+        sessionmaker=env.sessionmaker,
+        keystore=env.sweeper.keystore,
+        blobs=env.sweeper.blobs,
+        clock=env.clock,
+        policies=env.sweeper.policies,
+        batch_size=4,
+    )
+    second = Sweeper(
+        sessionmaker=env.sessionmaker,
+        keystore=env.sweeper.keystore,
+        blobs=env.sweeper.blobs,
+        clock=env.clock,
+        policies=env.sweeper.policies,
+        batch_size=4,
+    )
+    results = await asyncio.gather(first.sweep(), second.sweep())
+    async with env.sessionmaker() as session:
+        certificates = await session.scalar(
+            select(func.count()).select_from(Certificate).where(Certificate.contact_ref.in_(refs))
+        )
+        left = await session.scalar(
+            text("SELECT count(*) FROM records.contacts WHERE contact_ref = ANY(:refs)"), {"refs": refs}
+        )
+    assert certificates == due
+    assert left == 0
+    assert sum(r.deleted for r in results) >= due
+    assert all(r.deleted > 0 for r in results)  # both took a share
+
+
+def _sweep_in_a_process(env: Env, now: datetime, faults: str) -> int:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": env.settings.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": env.settings.kafka_bootstrap_servers,
+        "BLOB_STORE_URL": env.settings.resolved_blob_store_url,
+        "POLICY_DIR": str(env.settings.policy_dir),
+        "SAILO_FAULTS": faults,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.sweep_once", now.isoformat()],
+        cwd=Path(__file__).parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode
+
+
+async def _counts(env: Env, ref: uuid.UUID) -> tuple[int, int, int]:
+    async with env.sessionmaker() as session:
+        keys = await session.scalar(
+            select(func.count()).select_from(DataKey).where(DataKey.contact_ref == ref)
+        )
+        certificates = await session.scalar(
+            select(func.count()).select_from(Certificate).where(Certificate.contact_ref == ref)
+        )
+        queued = await session.scalar(text("SELECT count(*) FROM retention.blob_deletions"))
+    return int(keys or 0), int(certificates or 0), int(queued or 0)
+
+
+@pytest.mark.parametrize("point", ["retention.before_commit", "retention.after_commit"])
+async def test_a_sweeper_killed_mid_batch_leaves_each_item_untouched_or_finished(
+    env: Env, point: str
+) -> None:
+    at = CALL_AT + timedelta(days=3)
+    call_id = f"call-{new_id()}"
+    await _post(env, _event("call.started", call_id, at, direction="inbound"))
+
+    async def stored() -> bool:
+        return (await _read(env, call_id)).status_code == 200
+
+    await eventually(stored)
+    put = await env.ingest.put(
+        f"/v1/contacts/{call_id}/recording",
+        content=wav_bytes(0.2),
+        headers={**env.headers[Role.PLATFORM], "Content-Type": "audio/wav"},
+    )
+    assert put.status_code == 201
+    ref = _ref(env, "prh-customer-service", call_id)
+    await _schedule(env, ref, 2)
+    keys_before, _, _ = await _counts(env, ref)
+    assert keys_before == 2
+
+    later = at + timedelta(days=200)  # the recording is due, the contact history not yet
+    assert await asyncio.to_thread(_sweep_in_a_process, env, later, f"{point}:1") == 137
+    keys, certificates, queued = await _counts(env, ref)
+    if point == "retention.before_commit":
+        assert (keys, certificates) == (2, 0)  # untouched
+        assert (await _read(env, call_id, "/recording")).status_code == 200
+    else:
+        assert (keys, certificates) == (1, 1)  # finished; only the blob removal was cut short
+        assert queued >= 1
+    env.clock.set(later)
+    await env.sweeper.sweep()
+    keys, certificates, queued = await _counts(env, ref)
+    assert (keys, certificates, queued) == (1, 1, 0)
+    assert (await _read(env, call_id, "/recording")).status_code in (404, 410)
+
+
+async def test_certificates_cannot_be_changed_or_removed(env: Env) -> None:
+    async with env.sessionmaker() as session:
+        for statement in (
+            "UPDATE retention.certificates SET method = 'x'",
+            "DELETE FROM retention.certificates",
+        ):
+            with pytest.raises(Exception, match="append-only"):
+                async with session.begin():
+                    await session.execute(text(statement))
+
+
+async def test_a_hold_keeps_what_is_due_and_its_lift_lets_it_go(env: Env, token_for: Any) -> None:
+    at = CALL_AT + timedelta(days=5)
+    held_id, free_id = f"statfi-{new_id()}", f"statfi-{new_id()}"
+    for contact_id in (held_id, free_id):
+        body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+        body["register"] = "statfi-chat"
+        await _post(env, body)
+    held_ref, free_ref = _ref(env, "statfi-chat", held_id), _ref(env, "statfi-chat", free_id)
+    await _schedule(env, held_ref, 1)
+    await _schedule(env, free_ref, 1)
+    lawyer = {"Authorization": f"Bearer {token_for(Role.LEGAL_CLAIMS)}"}
+    auditor = {"Authorization": f"Bearer {token_for(Role.AUDITOR)}"}
+    transport = httpx.ASGITransport(app=env.retention_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://retention.test") as retention:
+        placed = await retention.post(
+            "/v1/holds",
+            json={
+                "scope": "contact",
+                "register": "statfi-chat",
+                "contact_id": held_id,
+                "reason": "Complaint under review",
+                "legal_reference": "Hallintolaki 434/2003",
+            },
+            headers=lawyer,
+        )
+        assert placed.status_code == 201, placed.text
+        hold_id = placed.json()["hold_id"]
+        assert hold_id.startswith("H-")
+
+        # Statistics Finland keeps chats 35 days: on day 36 the free contact goes, the held one stays.
+        env.clock.set(at + timedelta(days=36))
+        await env.sweeper.sweep()
+        free = await retention.get(
+            f"/v1/contacts/{free_id}/schedule", params={"register": "statfi-chat"}, headers=auditor
+        )
+        assert free.status_code == 404  # nothing is left of it, not even its schedule
+        kept = await retention.get(
+            f"/v1/contacts/{held_id}/schedule", params={"register": "statfi-chat"}, headers=auditor
+        )
+        assert kept.status_code == 200, kept.text
+        entries = kept.json()["entries"]
+        assert entries and all(entry["state"] == "held" for entry in entries)
+        assert all(entry["held_by"] == [hold_id] for entry in entries)
+        assert entries[0]["reason"].startswith(f"held by {hold_id}; ")
+        assert "statfi-chat" in entries[0]["reason"]
+
+        lifted = await retention.post(f"/v1/holds/{hold_id}/lift", headers=lawyer)
+        assert lifted.status_code == 200 and lifted.json()["active"] is False
+        again = await retention.post(f"/v1/holds/{hold_id}/lift", headers=lawyer)
+        assert again.status_code == 409
+        await env.sweeper.sweep()
+        gone = await retention.get(
+            f"/v1/contacts/{held_id}/schedule", params={"register": "statfi-chat"}, headers=auditor
+        )
+        assert gone.status_code == 404
+
+        # The certificates of both, as JSON and as CSV, with no personal data: only pseudonyms and rules.
+        listed = await retention.get("/v1/certificates", params={"register": "statfi-chat"}, headers=auditor)
+        refs = {c["contact_ref"] for c in listed.json()["certificates"]}
+        assert {str(held_ref), str(free_ref)} <= refs
+        as_csv = await retention.get(
+            "/v1/certificates", params={"register": "statfi-chat", "format": "csv"}, headers=auditor
+        )
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        header, *lines = as_csv.text.strip().splitlines()
+        assert header.startswith("certificate_id,contact_ref,register,artifact_class")
+        assert any(str(held_ref) in line and "P35D" in line for line in lines)
+        assert held_id not in as_csv.text and free_id not in as_csv.text
+
+        holds = await retention.get("/v1/holds", headers=auditor)
+        assert any(h["hold_id"] == hold_id and not h["active"] for h in holds.json()["holds"])
+
+
+async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, token_for: Any) -> None:
+    at = CALL_AT + timedelta(days=6)
+    number = "+358401112233"
+    call_ids = [f"call-{new_id()}" for _ in range(2)]
+    for contact_id in call_ids:
+        await _post(env, _event("call.started", contact_id, at, direction="inbound", caller_number=number))
+    refs = [_ref(env, "prh-customer-service", contact_id) for contact_id in call_ids]
+    for ref in refs:
+        await _schedule(env, ref, 2)
+    lawyer = {"Authorization": f"Bearer {token_for(Role.LEGAL_CLAIMS)}"}
+    transport = httpx.ASGITransport(app=env.retention_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://retention.test") as retention:
+        placed = await retention.post(
+            "/v1/holds",
+            json={
+                "scope": "subject",
+                "subject": {"kind": "phone", "value": "040 111 2233"},
+                "reason": "Pending court case",
+                "legal_reference": "OK 17:35",
+                "ends_on": "2099-12-31",
+            },
+            headers=lawyer,
+        )
+        assert placed.status_code == 201, placed.text
+        bad = await retention.post(
+            "/v1/holds",
+            json={"scope": "subject", "reason": "x", "legal_reference": "y"},
+            headers=lawyer,
+        )
+        assert bad.status_code == 422
+        assert "subject" in bad.text
+    env.clock.set(at + timedelta(days=800))
+    await env.sweeper.sweep()
+    for call_id in call_ids:
+        assert (await _read(env, call_id)).status_code == 200
+
+
+async def test_the_forecast_counts_upcoming_deletions_per_day_and_class(env: Env, token_for: Any) -> None:
+    at = CALL_AT + timedelta(days=7)
+    for _ in range(3):
+        body = _event("chat.message", f"statfi-{new_id()}", at, sender="customer", text="Hei")
+        body["register"] = "statfi-chat"
+        await _post(env, body)
+    due_day = (at + timedelta(days=35)).astimezone(HELSINKI).date()
+
+    async def counted() -> int:
+        transport = httpx.ASGITransport(app=env.retention_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://retention.test") as retention:
+            response = await retention.get(
+                "/v1/forecast",
+                params={"register": "statfi-chat", "from": str(due_day), "to": str(due_day)},
+                headers={"Authorization": f"Bearer {token_for(Role.AUDITOR)}"},
+            )
+        assert response.status_code == 200, response.text
+        return sum(day["items"] for day in response.json()["days"] if day["day"] == str(due_day))
+
+    assert await eventually(lambda: _at_least(counted, 3)) >= 3
+
+
+async def _at_least(check: Any, minimum: int) -> int | None:
+    value: int = await check()
+    return value if value >= minimum else None
