@@ -227,6 +227,43 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention_replan(args: argparse.Namespace) -> int:
+    """Recompute every pending schedule item under the policy files as they are now; print the diff."""
+    import asyncio
+    from collections import Counter
+
+    from services.retention.schedule import replan
+    from shared.db import create_engine, create_sessionmaker
+    from shared.policy import load_policies
+    from shared.settings import Settings
+
+    settings = Settings()
+    policies = load_policies(settings.policy_dir)
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                changes = await replan(session, policies, apply=args.apply)
+                if not args.apply:
+                    await session.rollback()
+        finally:
+            await engine.dispose()
+        summary = Counter((c.register, c.artifact_class, c.kind) for c in changes)
+        for (register, artifact_class, kind), count in sorted(summary.items()):
+            print(f"{register}\t{artifact_class}\t{kind}\t{count}")
+        for change in changes[: args.show]:
+            print(
+                f"  {change.contact_ref} {change.artifact_class} {change.item or '-'}: "
+                f"{change.old_version}/{change.old_due} -> {change.new_version}/{change.new_due}"
+            )
+        verb = "changed" if args.apply else "would change (dry run; --apply to rewrite the schedule)"
+        print(f"{len(changes)} schedule item(s) {verb}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -539,6 +576,18 @@ def main(argv: list[str] | None = None) -> int:
     revoke = apikey.add_parser("revoke", help="revoke an API key")
     revoke.add_argument("key_id", metavar="KEYID", help="the key's id, as `sailo apikey list` shows it")
     revoke.set_defaults(func=cmd_apikey_revoke)
+
+    retention = commands.add_parser("retention", help="retention tools").add_subparsers(
+        dest="retention_command", required=True
+    )
+    replan = retention.add_parser(
+        "replan", help="recompute schedules under the current policy files; a dry run unless --apply"
+    )
+    replan.add_argument(
+        "--apply", action="store_true", help="rewrite the schedule (after reviewing the dry run)"
+    )
+    replan.add_argument("--show", type=int, default=20, help="how many changed items to list (default 20)")
+    replan.set_defaults(func=cmd_retention_replan)
 
     args = parser.parse_args(argv)
     result: int = args.func(args)

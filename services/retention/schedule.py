@@ -9,6 +9,7 @@ a due time in the past and goes at the next sweep.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -202,3 +203,118 @@ async def reschedule(
     ]
     if rows:
         await session.execute(insert(ScheduleItem), rows)
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """One schedule item whose due time or rule would change under the policy files as they are now."""
+
+    contact_ref: UUID
+    register: str
+    artifact_class: str
+    item: str
+    old_due: datetime | None
+    new_due: datetime | None
+    old_version: str | None
+    new_version: str | None
+
+    @property
+    def kind(self) -> str:
+        if self.old_version is None:
+            return "added"
+        if self.new_version is None:
+            return "removed"
+        if self.old_due is None or self.new_due is None:
+            return "clock changed"
+        return (
+            "earlier" if self.new_due < self.old_due else "later" if self.new_due > self.old_due else "rule"
+        )
+
+
+async def replan(
+    session: AsyncSession, policies: PolicyRegistry, *, apply: bool, batch: int = 1000
+) -> list[PlanChange]:
+    """Every pending schedule item recomputed under `policies`: the differences, and with `apply` the schedule
+    rewritten to match (in the caller's transaction). Run it without `apply` first: the diff is the dry run a
+    data protection officer reviews before a new policy version takes effect."""
+    changes: list[PlanChange] = []
+    last: UUID | None = None
+    while True:
+        query = select(ContactFacts).order_by(ContactFacts.contact_ref).limit(batch)
+        if last is not None:
+            query = query.where(ContactFacts.contact_ref > last)
+        rows = list((await session.scalars(query)).all())
+        if not rows:
+            return changes
+        last = rows[-1].contact_ref
+        for row in rows:
+            facts_dict = {
+                "register": row.register,
+                "started_at": row.started_at,
+                "ended_at": row.ended_at,
+                "case_history": row.case_history,
+                "message_times": row.message_times,
+            }
+            facts = _rules_facts(facts_dict)
+            classes = set(row.artifact_classes)
+            current = {
+                (item.artifact_class, item.item): item
+                for item in (
+                    await session.scalars(
+                        select(ScheduleItem).where(
+                            ScheduleItem.contact_ref == row.contact_ref, ScheduleItem.state == "scheduled"
+                        )
+                    )
+                ).all()
+            }
+            try:
+                dues = due_items(policies, facts)
+            except (NoPolicyInForce, UnknownRegister):
+                continue
+            planned = {
+                (due.artifact_class.value, item_key(due)): due
+                for due in dues
+                if due.artifact_class.value in classes
+            }
+            contact_changes = []
+            for key in sorted(current.keys() | planned.keys()):
+                old, new = current.get(key), planned.get(key)
+                if (
+                    old is not None
+                    and new is not None
+                    and (old.due_at, old.policy_version, old.reason)
+                    == (
+                        new.due_at,
+                        new.policy_version,
+                        new.reason,
+                    )
+                ):
+                    continue
+                if old is None and new is not None and await _is_done(session, row.contact_ref, key):
+                    continue
+                contact_changes.append(
+                    PlanChange(
+                        contact_ref=row.contact_ref,
+                        register=row.register,
+                        artifact_class=key[0],
+                        item=key[1],
+                        old_due=old.due_at if old else None,
+                        new_due=new.due_at if new else None,
+                        old_version=old.policy_version if old else None,
+                        new_version=new.policy_version if new else None,
+                    )
+                )
+            if contact_changes and apply:
+                await reschedule(session, policies, row.contact_ref, facts, classes)
+            changes.extend(contact_changes)
+
+
+async def _is_done(session: AsyncSession, contact_ref: UUID, key: tuple[str, str]) -> bool:
+    done = await session.scalar(
+        select(ScheduleItem.state).where(
+            ScheduleItem.contact_ref == contact_ref,
+            ScheduleItem.artifact_class == key[0],
+            ScheduleItem.item == key[1],
+        )
+    )
+    return done == "done"

@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Select, String, and_, cast, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,6 +42,19 @@ from shared.policy import PolicyRegistry
 from shared.records import Artifact, Contact, ContactEventRow, Message, Party, SubjectIndex, sealed_aad
 
 log = get_logger(__name__)
+
+# Labels are classes and methods only: never a contact.
+DELETED = Counter(
+    "sailo_retention_items_total",
+    "Artifacts deleted or redacted by the sweeper",
+    ["artifact_class", "method"],
+)
+DELETION_LAG = Histogram(
+    "sailo_retention_deletion_lag_seconds",
+    "From an item's due time to its deletion",
+    buckets=(1, 5, 10, 15, 30, 60, 300, 3600, 86400, float("inf")),
+)
+BACKLOG = Gauge("sailo_retention_backlog", "Items due and not yet deleted (held items included)")
 
 SERVICE = "retention"
 CRYPTO_SHREDDING = "crypto-shredding"
@@ -83,6 +97,8 @@ class Sweeper:
             if done < self.batch_size:
                 break
         result.blobs_removed = await self.remove_queued_blobs()
+        async with self.sessionmaker() as session:
+            BACKLOG.set(await backlog(session, self.clock.now()))
         if result.deleted or result.redacted:
             log.info(
                 "retention.swept",
@@ -165,6 +181,8 @@ class Sweeper:
                 item.state = "done"
                 finished.append(item)
                 result.lags.append((now - item.due_at).total_seconds())
+                DELETED.labels(artifact_class=item.artifact_class, method=method).inc()
+                DELETION_LAG.observe(max(0.0, (now - item.due_at).total_seconds()))
             await session.flush()
             for contact_ref in {item.contact_ref for item in finished}:
                 await self._remove_contact_if_nothing_left(session, contact_ref)
@@ -348,8 +366,19 @@ def active_holds_over(item: type[ScheduleItem], now: datetime) -> Select[int]:
     case, or a subject the blind index links to the contact. A hold with an end date covers that whole day in
     Helsinki."""
     today = now.astimezone(HELSINKI).date()
+    # Explicit correlation: nested two levels down, SQLAlchemy would otherwise add the schedule table to these
+    # subqueries' own FROM, and a hold on any contact's subject would hold every item.
     case_of_contact = (
-        select(ContactFacts.case_ref).where(ContactFacts.contact_ref == item.contact_ref).scalar_subquery()
+        select(ContactFacts.case_ref)
+        .where(ContactFacts.contact_ref == item.contact_ref)
+        .correlate(item)
+        .scalar_subquery()
+    )
+    subject_of_contact = (
+        select(SubjectIndex.digest)
+        .where(SubjectIndex.contact_ref == item.contact_ref, SubjectIndex.digest == Hold.target)
+        .correlate(item, Hold)
+        .exists()
     )
     return select(Hold.hold_number).where(
         Hold.lifted_at.is_(None),
@@ -358,12 +387,7 @@ def active_holds_over(item: type[ScheduleItem], now: datetime) -> Select[int]:
             and_(Hold.scope == "contact", Hold.target == cast(item.contact_ref, String)),
             and_(Hold.scope == "register", Hold.target == item.register),
             and_(Hold.scope == "case", Hold.target == case_of_contact),
-            and_(
-                Hold.scope == "subject",
-                exists().where(
-                    SubjectIndex.contact_ref == item.contact_ref, SubjectIndex.digest == Hold.target
-                ),
-            ),
+            and_(Hold.scope == "subject", subject_of_contact),
         ),
     )
 

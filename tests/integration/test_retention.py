@@ -7,7 +7,9 @@ jumps years ahead, so it must not see the rest of the session's contacts.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -22,17 +24,22 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, text
 
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
 from services.retention.models import Certificate, ScheduleItem
+from services.retention.schedule import replan
 from services.retention.sweeper import Sweeper
 from shared.auth import Role
 from shared.clock import FrozenClock
+from shared.crypto import open_sealed
 from shared.db import upgrade_async
-from shared.events import example_event
+from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent, example_event
 from shared.keystore import DataKey
+from shared.policy import load_policies
+from shared.records import sealed_aad
 from shared.settings import Settings
 from tests.conftest import Infrastructure, plain_dsn
 from tests.integration.conftest import eventually, new_id, wav_bytes
@@ -443,7 +450,11 @@ async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, toke
     call_ids = [f"call-{new_id()}" for _ in range(2)]
     for contact_id in call_ids:
         await _post(env, _event("call.started", contact_id, at, direction="inbound", caller_number=number))
-    refs = [_ref(env, "prh-customer-service", contact_id) for contact_id in call_ids]
+    someone_else = f"call-{new_id()}"
+    await _post(
+        env, _event("call.started", someone_else, at, direction="inbound", caller_number="+358409998877")
+    )
+    refs = [_ref(env, "prh-customer-service", contact_id) for contact_id in [*call_ids, someone_else]]
     for ref in refs:
         await _schedule(env, ref, 2)
     lawyer = {"Authorization": f"Bearer {token_for(Role.LEGAL_CLAIMS)}"}
@@ -472,6 +483,8 @@ async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, toke
     await env.sweeper.sweep()
     for call_id in call_ids:
         assert (await _read(env, call_id)).status_code == 200
+    # The hold is on that person only: another caller's contact from the same day is gone.
+    assert (await _read(env, someone_else)).status_code == 404
 
 
 async def test_the_forecast_counts_upcoming_deletions_per_day_and_class(env: Env, token_for: Any) -> None:
@@ -499,3 +512,129 @@ async def test_the_forecast_counts_upcoming_deletions_per_day_and_class(env: Env
 async def _at_least(check: Any, minimum: int) -> int | None:
     value: int = await check()
     return value if value >= minimum else None
+
+
+async def test_a_policy_change_is_shown_as_a_dry_run_diff_before_it_rewrites_the_schedule(
+    env: Env, tmp_path: Path
+) -> None:
+    at = CALL_AT + timedelta(days=8)
+    contact_id = f"statfi-{new_id()}"
+    body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+    body["register"] = "statfi-chat"
+    await _post(env, body)
+    ref = _ref(env, "statfi-chat", contact_id)
+    await _schedule(env, ref, 1)
+    shutil.copytree(env.settings.policy_dir, tmp_path / "policies")
+    edited = tmp_path / "policies" / "statfi-chat.yaml"
+    edited.write_text(
+        edited.read_text(encoding="utf-8").replace("period: P35D", "period: P30D", 1), encoding="utf-8"
+    )
+    changed = load_policies(tmp_path / "policies")
+
+    async with env.sessionmaker() as session, session.begin():
+        dry = await replan(session, changed, apply=False)
+        await session.rollback()
+    mine = [c for c in dry if c.contact_ref == ref]
+    assert [(c.kind, c.new_due - c.old_due) for c in mine if c.old_due and c.new_due] == [
+        ("earlier", timedelta(days=-5))
+    ]
+    async with env.sessionmaker() as session:
+        still = await session.scalar(select(ScheduleItem.due_at).where(ScheduleItem.contact_ref == ref))
+    assert still == at + timedelta(days=35)  # the dry run changed nothing
+
+    async with env.sessionmaker() as session, session.begin():
+        await replan(session, changed, apply=True)
+    async with env.sessionmaker() as session:
+        now_due = await session.scalar(select(ScheduleItem.due_at).where(ScheduleItem.contact_ref == ref))
+    assert now_due == at + timedelta(days=30)
+    async with env.sessionmaker() as session, session.begin():
+        await replan(session, load_policies(env.settings.policy_dir), apply=True)  # back as it was
+
+
+async def _sealed_events_on_the_topic(env: Env, contact_ref: uuid.UUID) -> list[SealedContactEvent]:
+    consumer = AIOKafkaConsumer(
+        env.settings.topic(CONTACT_EVENTS_TOPIC),
+        bootstrap_servers=env.settings.kafka_bootstrap_servers,
+        group_id=f"replay-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[SealedContactEvent] = []
+    try:
+        idle = 0
+        while idle < 10:
+            batches = await consumer.getmany(timeout_ms=300)
+            idle = 0 if batches else idle + 1
+            for records in batches.values():
+                for record in records:
+                    event = SealedContactEvent.model_validate_json(record.value or b"")
+                    if event.contact_ref == contact_ref:
+                        found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_after_deletion_the_canaries_cannot_be_read_from_any_copy(env: Env) -> None:
+    tag = uuid.uuid4().hex[:8].upper()
+    number = f"+35845{int(tag, 16) % 10**7:07d}"
+    call_id = f"call-{new_id()}"
+    at = CALL_AT + timedelta(days=9)
+    await _post(env, _event("call.started", call_id, at, direction="inbound", caller_number=number))
+
+    async def stored() -> bool:
+        return (await _read(env, call_id)).status_code == 200
+
+    await eventually(stored)
+    assert number in (await _read(env, call_id)).text
+    marker = f"AUDIOCANARY{tag}".encode()
+    put = await env.ingest.put(
+        f"/v1/contacts/{call_id}/recording",
+        content=wav_bytes(0.3, marker=marker),
+        headers={**env.headers[Role.PLATFORM], "Content-Type": "audio/wav"},
+    )
+    assert put.status_code == 201
+    ref = _ref(env, "prh-customer-service", call_id)
+    await _schedule(env, ref, 2)
+    keystore = env.sweeper.keystore
+
+    def readable(events: list[SealedContactEvent], keys: dict[Any, bytes]) -> list[str]:
+        texts = []
+        for event in events:
+            key = keys.get((ref, event.artifact_class.value))
+            if key is not None:
+                aad = sealed_aad(ref, event.artifact_class.value, "event")
+                texts.append(open_sealed(key, base64.b64decode(event.sealed), aad=aad).decode())
+        return texts
+
+    replay = await _sealed_events_on_the_topic(env, ref)
+    assert replay
+    async with env.sessionmaker() as session:
+        keys = await keystore.get(session, {(ref, e.artifact_class.value) for e in replay})
+    assert any(number in text for text in readable(replay, keys))  # the copy on the topic is readable now
+
+    env.clock.set(at + timedelta(days=800))
+    await env.sweeper.sweep()
+    keystore.forget({(ref, e.artifact_class.value) for e in replay})
+    async with env.sessionmaker() as session:
+        keys_after = await keystore.get(session, {(ref, e.artifact_class.value) for e in replay})
+        rows = await session.scalar(
+            text("SELECT count(*) FROM records.contact_events WHERE contact_ref = :ref"), {"ref": ref}
+        )
+    async with env.sessionmaker() as session:
+        states = (
+            await session.execute(
+                select(ScheduleItem.artifact_class, ScheduleItem.state, ScheduleItem.due_at).where(
+                    ScheduleItem.contact_ref == ref
+                )
+            )
+        ).all()
+
+    assert keys_after == {}, states
+    assert rows == 0
+    assert readable(await _sealed_events_on_the_topic(env, ref), keys_after) == []
+    blob_root = Path(env.settings.resolved_blob_store_url.removeprefix("file://"))
+    assert not [p for p in blob_root.rglob("*") if p.is_file() and marker in p.read_bytes()]
+    assert not [p for p in blob_root.rglob("*.enc") if str(ref) in str(p)]
+    assert (await _read(env, call_id)).status_code == 404
