@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint unit integration bench schemas token clean
+.PHONY: install run test lint unit integration bench bench-retention schemas token clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -38,6 +38,11 @@ unit: install
 
 bench: install
 	$(PY) -m bench.ingest
+	$(PY) -m bench.retention
+
+# BENCH_RETENTION_SCALE=0.1 for a quick run (100,000 live artifacts instead of 1,000,000).
+bench-retention: install
+	$(PY) -m bench.retention
 
 schemas: install
 	$(VENV)/bin/sailo schemas

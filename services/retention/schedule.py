@@ -157,15 +157,27 @@ class ScheduleHandler:
                 .on_conflict_do_update(index_elements=[ContactFacts.contact_ref], set_=facts)
             )
             await reschedule(
-                session, self.policies, contact_ref, _rules_facts(facts), set(facts["artifact_classes"])
+                session,
+                self.policies,
+                contact_ref,
+                _rules_facts(facts),
+                set(facts["artifact_classes"]),
+                rearm={event.artifact_class.value for event in events},
             )
 
 
 async def reschedule(
-    session: AsyncSession, policies: PolicyRegistry, contact_ref: UUID, facts: Facts, classes: set[str]
+    session: AsyncSession,
+    policies: PolicyRegistry,
+    contact_ref: UUID,
+    facts: Facts,
+    classes: set[str],
+    rearm: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """Replace the contact's pending schedule rows with what the rules say now for the classes it holds; done
-    rows stay as they are."""
+    rows stay as they are, except the class-level ones of `rearm`: classes that have just received new events.
+    Data arriving after its class was shredded is sealed under a new data key, so it needs a due time of its
+    own; a done row left in place would keep it forever."""
     try:
         dues = due_items(policies, facts)
     except (NoPolicyInForce, UnknownRegister):
@@ -181,6 +193,16 @@ async def reschedule(
             )
         ).all()
     )
+    if stale := {(cls, item) for cls, item in done if item == "" and cls in rearm}:
+        await session.execute(
+            delete(ScheduleItem).where(
+                ScheduleItem.contact_ref == contact_ref,
+                ScheduleItem.state == "done",
+                ScheduleItem.item == "",
+                ScheduleItem.artifact_class.in_(sorted(cls for cls, _ in stale)),
+            )
+        )
+        done -= stale
     await session.execute(
         delete(ScheduleItem).where(ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "scheduled")
     )

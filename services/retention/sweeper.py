@@ -13,9 +13,10 @@ the identifiers with "[redacted: kind]" and seals it again, in the same kind of 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
-import uuid
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,22 +25,23 @@ from uuid import UUID
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Select, String, and_, cast, delete, exists, or_, select, text, update
+from sqlalchemy import Select, String, and_, cast, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.retention.calendar import HELSINKI
-from services.retention.models import BlobDeletion, Certificate, ContactFacts, Hold, ScheduleItem
+from services.retention.models import BlobDeletion, ContactFacts, Hold, ScheduleItem
 from services.retention.redaction import redact
 from shared.audit import Action
 from shared.auditlog import SYSTEM_ROLE, record, system_actor
 from shared.blobstore import BlobStore
 from shared.clock import Clock
 from shared.crypto import open_sealed, seal
+from shared.db import bulk_insert
 from shared.faults import fault_point
-from shared.keystore import DataKey, KeyStore
+from shared.keystore import KeyStore
 from shared.logging import get_logger
 from shared.policy import PolicyRegistry
-from shared.records import Artifact, Contact, ContactEventRow, Message, Party, SubjectIndex, sealed_aad
+from shared.records import ContactEventRow, Message, SubjectIndex, sealed_aad
 
 log = get_logger(__name__)
 
@@ -70,6 +72,65 @@ class SweepResult:
     """Seconds from each item's due time to its deletion."""
 
 
+# Set-based statements over the batch: one prepared statement each, whatever the batch size. The pairs are the
+# (contact, class) of the batch's deletions.
+_PAIRS = "unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS d(contact_ref, artifact_class)"
+_OF_PAIRS = "t.contact_ref = d.contact_ref AND t.artifact_class = d.artifact_class"
+_DELETE_KEYS = text(f"DELETE FROM keys.data_keys AS t USING {_PAIRS} WHERE {_OF_PAIRS}")  # noqa: S608
+_DELETE_ROWS = tuple(
+    text(
+        f"DELETE FROM records.{table} AS t USING {_PAIRS} WHERE {_OF_PAIRS}"  # noqa: S608
+        f" RETURNING t.contact_ref, t.artifact_class, t.{order}, t.sealed"
+    )
+    for table, order in (("contact_events", "event_id"), ("parties", "id"), ("messages", "event_id"))
+)
+_DELETE_ARTIFACTS = text(
+    f"DELETE FROM records.artifacts AS t USING {_PAIRS} WHERE {_OF_PAIRS}"  # noqa: S608
+    " RETURNING t.contact_ref, t.artifact_class, t.blob_key, t.ciphertext_sha256"
+)
+_ITEMS = (
+    "unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[]), CAST(:items AS varchar[]))"
+    " AS d(contact_ref, artifact_class, item)"
+)
+_MARK_DONE = text(
+    f"UPDATE retention.schedule AS t SET state = 'done' FROM {_ITEMS}"  # noqa: S608
+    f" WHERE {_OF_PAIRS} AND t.item = d.item"
+)
+# The certificate id is drawn by the database (random, like uuid4) and done_at is the batch's time.
+_CERTIFICATE_COLUMNS = {
+    "contact_ref": "uuid",
+    "register": "varchar",
+    "artifact_class": "varchar",
+    "item": "varchar",
+    "policy_version": "varchar",
+    "rule": "varchar",
+    "trigger": "varchar",
+    "trigger_at": "timestamptz",
+    "due_at": "timestamptz",
+    "ciphertext_sha256": "varchar",
+    "items": "integer",
+    "method": "varchar",
+}
+_INSERT_CERTIFICATES = text(
+    f"INSERT INTO retention.certificates (certificate_id, done_at, {', '.join(_CERTIFICATE_COLUMNS)})"  # noqa: S608
+    " SELECT gen_random_uuid(), CAST(:done_at AS timestamptz), * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _CERTIFICATE_COLUMNS.items())
+    + ")"
+)
+_LOCK_CONTACTS = text(
+    "SELECT contact_ref FROM retention.contact_facts WHERE contact_ref = ANY(CAST(:refs AS uuid[]))"
+    " ORDER BY contact_ref FOR UPDATE"
+)
+_EMPTIED = text(
+    "SELECT c.contact_ref FROM unnest(CAST(:refs AS uuid[])) AS c(contact_ref) WHERE NOT EXISTS"
+    " (SELECT FROM retention.schedule AS s WHERE s.contact_ref = c.contact_ref AND s.state = 'scheduled')"
+)
+_DELETE_CONTACTS = tuple(
+    text(f"DELETE FROM {table} WHERE contact_ref = ANY(CAST(:refs AS uuid[]))")  # noqa: S608
+    for table in ("records.contacts", "keys.data_keys", "retention.contact_facts")
+)
+
+
 class Sweeper:
     def __init__(
         self,
@@ -88,6 +149,8 @@ class Sweeper:
         self.clock = clock
         self.batch_size = batch_size
         self._stopping = asyncio.Event()
+        # The registry does not change under a running sweeper, so a rule's text is worked out once.
+        self._rules: dict[tuple[str, str, str, str, str], str] = {}
 
     async def sweep(self) -> SweepResult:
         """Everything due now, batch by batch, then the queued blobs."""
@@ -144,48 +207,63 @@ class Sweeper:
             )
             if not items:
                 return 0
-            finished = []
+            # Redactions item by item (they are few), then the deletions of the whole batch in a handful of
+            # statements: per-item round trips, not the database, would otherwise bound the sweep.
+            done: list[tuple[ScheduleItem, str, int, str]] = []
             for item in items:
-                assert item.due_at is not None
                 if item.action == "redact":
                     redaction = await self._redact(session, item)
                     if redaction is None:
                         # The record store has not stored the message yet (a backfill, a lagging consumer):
                         # the item stays due and the next sweep redacts it.
                         continue
-                    pieces, digest = redaction
+                    done.append((item, REDACTION, *redaction))
                     result.redacted += 1
-                    method = REDACTION
-                else:
-                    pieces, digest = await self._delete(session, item)
-                    result.deleted += 1
-                    method = CRYPTO_SHREDDING
-                session.add(
-                    Certificate(
-                        certificate_id=uuid.uuid4(),
-                        contact_ref=item.contact_ref,
-                        register=item.register,
-                        artifact_class=item.artifact_class,
-                        item=item.item,
-                        policy_version=item.policy_version,
-                        rule=self._rule_text(item),
-                        trigger=item.trigger,
-                        trigger_at=item.trigger_at,
-                        due_at=item.due_at,
-                        done_at=now,
-                        ciphertext_sha256=digest,
-                        items=pieces,
-                        method=method,
-                    )
+            deletions = [item for item in items if item.action != "redact"]
+            if deletions:
+                shredded = await self._delete(session, deletions)
+                done.extend(
+                    (item, CRYPTO_SHREDDING, *outcome)
+                    for item, outcome in zip(deletions, shredded, strict=True)
                 )
-                item.state = "done"
-                finished.append(item)
-                result.lags.append((now - item.due_at).total_seconds())
-                DELETED.labels(artifact_class=item.artifact_class, method=method).inc()
-                DELETION_LAG.observe(max(0.0, (now - item.due_at).total_seconds()))
-            await session.flush()
-            for contact_ref in {item.contact_ref for item in finished}:
-                await self._remove_contact_if_nothing_left(session, contact_ref)
+                result.deleted += len(deletions)
+            finished = [item for item, _, _, _ in done]
+            if finished:
+                certificates: dict[str, list[Any]] = {name: [] for name in _CERTIFICATE_COLUMNS}
+                counts: collections.Counter[tuple[str, str]] = collections.Counter()
+                for item, method, pieces, digest in done:
+                    assert item.due_at is not None
+                    lag = (now - item.due_at).total_seconds()
+                    for name, value in (
+                        ("contact_ref", item.contact_ref),
+                        ("register", item.register),
+                        ("artifact_class", item.artifact_class),
+                        ("item", item.item),
+                        ("policy_version", item.policy_version),
+                        ("rule", self._rule_text(item)),
+                        ("trigger", item.trigger),
+                        ("trigger_at", item.trigger_at),
+                        ("due_at", item.due_at),
+                        ("ciphertext_sha256", digest),
+                        ("items", pieces),
+                        ("method", method),
+                    ):
+                        certificates[name].append(value)
+                    result.lags.append(lag)
+                    counts[item.artifact_class, method] += 1
+                    DELETION_LAG.observe(max(0.0, lag))
+                for (artifact_class, method), count in counts.items():
+                    DELETED.labels(artifact_class=artifact_class, method=method).inc(count)
+                await session.execute(_INSERT_CERTIFICATES, {"done_at": now, **certificates})
+                await session.execute(
+                    _MARK_DONE,
+                    {
+                        "refs": certificates["contact_ref"],
+                        "classes": certificates["artifact_class"],
+                        "items": certificates["item"],
+                    },
+                )
+                await self._remove_contacts_if_nothing_left(session, set(certificates["contact_ref"]))
             deleted_refs = sorted({item.contact_ref for item in finished if item.action != "redact"})
             redacted_refs = sorted({item.contact_ref for item in finished if item.action == "redact"})
             for action, object_type, refs in (
@@ -210,57 +288,48 @@ class Sweeper:
         # Fewer than a full batch finished ends this sweep, so an item left waiting is not claimed again at once.
         return len(finished)
 
-    async def _delete(self, session: AsyncSession, item: ScheduleItem) -> tuple[int, str]:
-        """Crypto-shred one artifact class of a contact; returns (pieces removed, digest of the ciphertext)."""
-        ref, artifact_class = item.contact_ref, item.artifact_class
-        digest = hashlib.sha256()
-        pieces = 0
-        events = (
-            await session.execute(
-                select(ContactEventRow.sealed)
-                .where(ContactEventRow.contact_ref == ref, ContactEventRow.artifact_class == artifact_class)
-                .order_by(ContactEventRow.event_id)
-            )
-        ).scalars()
-        parties = (
-            await session.execute(
-                select(Party.sealed)
-                .where(Party.contact_ref == ref, Party.artifact_class == artifact_class)
-                .order_by(Party.id)
-            )
-        ).scalars()
-        messages = (
-            await session.execute(
-                select(Message.sealed)
-                .where(Message.contact_ref == ref, Message.artifact_class == artifact_class)
-                .order_by(Message.event_id)
-            )
-        ).scalars()
-        for sealed in (*events, *parties, *messages):
-            digest.update(sealed)
-            pieces += 1
-        artifact = await session.scalar(
-            select(Artifact).where(Artifact.contact_ref == ref, Artifact.artifact_class == artifact_class)
-        )
-        if artifact is not None and artifact.ciphertext_sha256:
-            digest.update(bytes.fromhex(artifact.ciphertext_sha256))
-        # The key first: once this statement has run, every copy of this class's ciphertext is unreadable.
-        await session.execute(
-            delete(DataKey).where(DataKey.contact_ref == ref, DataKey.artifact_class == artifact_class)
-        )
-        self.keystore.forget({(ref, artifact_class)})
-        for model in (ContactEventRow, Party, Message):
-            await session.execute(
-                delete(model).where(model.contact_ref == ref, model.artifact_class == artifact_class)
-            )
-        if artifact is not None:
-            if artifact.blob_key:
-                session.add(BlobDeletion(blob_key=artifact.blob_key))
-                pieces += 1
-            await session.execute(
-                delete(Artifact).where(Artifact.contact_ref == ref, Artifact.artifact_class == artifact_class)
-            )
-        return pieces, digest.hexdigest()
+    async def _delete(self, session: AsyncSession, items: Sequence[ScheduleItem]) -> list[tuple[int, str]]:
+        """Crypto-shred one artifact class of a contact per item; returns (pieces removed, digest of the
+        ciphertext) per item, in the items' order."""
+        pairs = list(dict.fromkeys((item.contact_ref, item.artifact_class) for item in items))
+        classes = {"refs": [ref for ref, _ in pairs], "classes": [name for _, name in pairs]}
+        # The keys first: once this statement has run, every copy of these classes' ciphertext is unreadable.
+        await session.execute(_DELETE_KEYS, classes)
+        self.keystore.forget(pairs)
+        digests = {pair: hashlib.sha256() for pair in pairs}
+        pieces = dict.fromkeys(pairs, 0)
+        # The digest covers the destroyed ciphertext in a fixed order: events by id, parties by id, messages by
+        # id, then the blob's ciphertext digest.
+        for statement in _DELETE_ROWS:
+            removed: dict[tuple[UUID, str], list[tuple[Any, bytes]]] = collections.defaultdict(list)
+            for ref, artifact_class, order, sealed in await session.execute(statement, classes):
+                removed[ref, artifact_class].append((order, sealed))
+            for pair, rows in removed.items():
+                rows.sort(key=operator.itemgetter(0))
+                for _, sealed in rows:
+                    digests[pair].update(sealed)
+                pieces[pair] += len(rows)
+        blobs = []
+        for ref, artifact_class, blob_key, ciphertext_sha256 in await session.execute(
+            _DELETE_ARTIFACTS, classes
+        ):
+            if ciphertext_sha256:
+                digests[ref, artifact_class].update(bytes.fromhex(ciphertext_sha256))
+            if blob_key:
+                blobs.append({"blob_key": blob_key})
+                pieces[ref, artifact_class] += 1
+        if blobs:
+            await bulk_insert(session, BlobDeletion, blobs)
+        outcomes = []
+        for item in items:
+            pair = (item.contact_ref, item.artifact_class)
+            digest = digests.pop(pair, None)
+            if digest is None:
+                # A second item of the same class in one batch finds nothing left, as a later sweep would.
+                outcomes.append((0, hashlib.sha256().hexdigest()))
+            else:
+                outcomes.append((pieces[pair], digest.hexdigest()))
+        return outcomes
 
     async def _redact(self, session: AsyncSession, item: ScheduleItem) -> tuple[int, str] | None:
         """Redact the numeric identifiers of the customer's chatbot message(s) sent at the item's trigger time;
@@ -325,20 +394,26 @@ class Sweeper:
 
     def _rule_text(self, item: ScheduleItem) -> str:
         """The rule as the policy file writes it: class/period/trigger/action."""
-        rule = self.policies.version(item.register, item.policy_version).retention_for(item.artifact_class)
-        period = rule.period.isoformat() if rule is not None else "?"
-        return f"{item.artifact_class}/{period}/{item.trigger}/{item.action}"
+        key = (item.register, item.policy_version, item.artifact_class, item.trigger, item.action)
+        written = self._rules.get(key)
+        if written is None:
+            version = self.policies.version(item.register, item.policy_version)
+            rule = version.retention_for(item.artifact_class)
+            period = rule.period.isoformat() if rule is not None else "?"
+            written = self._rules[key] = f"{item.artifact_class}/{period}/{item.trigger}/{item.action}"
+        return written
 
-    async def _remove_contact_if_nothing_left(self, session: AsyncSession, contact_ref: UUID) -> None:
+    async def _remove_contacts_if_nothing_left(self, session: AsyncSession, contact_refs: set[UUID]) -> None:
         """When every class of a contact is gone, its remaining row (and its blind-index entries) goes too."""
-        pending = await session.scalar(
-            select(exists().where(ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "scheduled"))
-        )
-        if pending:
+        # Two sweepers finishing the last two classes of one contact at once would each still see the other's
+        # item as pending and leave the contact behind for good. Locking the contact (in one order, so two
+        # batches cannot deadlock) makes the second wait, and its check then sees the first one's commit.
+        await session.execute(_LOCK_CONTACTS, {"refs": sorted(contact_refs)})
+        emptied = list((await session.scalars(_EMPTIED, {"refs": sorted(contact_refs)})).all())
+        if not emptied:
             return
-        await session.execute(delete(Contact).where(Contact.contact_ref == contact_ref))
-        await session.execute(delete(DataKey).where(DataKey.contact_ref == contact_ref))
-        await session.execute(delete(ContactFacts).where(ContactFacts.contact_ref == contact_ref))
+        for statement in _DELETE_CONTACTS:
+            await session.execute(statement, {"refs": emptied})
 
     async def remove_queued_blobs(self) -> int:
         """Remove the blobs of committed deletions; idempotent, so a crash in between only repeats work."""

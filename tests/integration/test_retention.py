@@ -14,60 +14,43 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, text
 
-from services.ingest.app import create_app as create_ingest
-from services.retention.app import create_app as create_retention
 from services.retention.models import Certificate, ScheduleItem
 from services.retention.schedule import replan
 from services.retention.sweeper import Sweeper
 from shared.auth import Role
-from shared.clock import FrozenClock
 from shared.crypto import open_sealed
-from shared.db import upgrade_async
-from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent, example_event
+from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
 from shared.keystore import DataKey
 from shared.policy import load_policies
 from shared.records import sealed_aad
 from shared.settings import Settings
-from tests.conftest import Infrastructure, plain_dsn
+from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, wav_bytes
+from tests.integration.retention_env import (
+    Env,
+    contact_ref_of,
+    make_event,
+    post_events,
+    read_contact,
+    retention_env,
+    wait_for_schedule,
+    wait_until_stored,
+)
 
 pytestmark = pytest.mark.integration
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 CALL_AT = datetime(2026, 3, 2, 11, 15, tzinfo=HELSINKI)
-
-
-@dataclass
-class Env:
-    settings: Settings
-    ingest: httpx.AsyncClient
-    ingest_app: Any
-    retention_app: Any
-    clock: FrozenClock
-    headers: dict[Role, dict[str, str]]
-
-    @property
-    def sweeper(self) -> Sweeper:
-        sweeper = self.retention_app.state.sweeper
-        assert isinstance(sweeper, Sweeper)
-        return sweeper
-
-    @property
-    def sessionmaker(self) -> Any:
-        return self.retention_app.state.runtime.sessionmaker
 
 
 @pytest.fixture(scope="module")
@@ -77,91 +60,23 @@ async def env(
     token_for: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Env]:
-    name = f"sailo_retention_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    base, _, _ = infrastructure.database_url.rpartition("/")
     data_dir = tmp_path_factory.mktemp("retention-data")
-    env_settings = settings.model_copy(
-        update={
-            "database_url": f"{base}/{name}",
-            "kafka_topic_prefix": f"sailo-retention-{uuid.uuid4().hex[:8]}.",
-            "blob_store_url": f"file://{data_dir / 'blobs'}",
-            "audit_relay_interval_seconds": 0.05,
-        }
-    )
-    await upgrade_async(env_settings)
-    clock = FrozenClock(CALL_AT)
-    ingest_app = create_ingest(env_settings)
-    retention_app = create_retention(env_settings, clock=clock, run_sweeper=False)
-    try:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(ingest_app.router.lifespan_context(ingest_app))
-            await stack.enter_async_context(retention_app.router.lifespan_context(retention_app))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=ingest_app), base_url="http://ingest.test"
-                )
-            )
-            headers = {
-                role: {"Authorization": f"Bearer {token_for(role)}"} for role in (Role.PLATFORM, Role.MANAGER)
-            }
-            yield Env(env_settings, client, ingest_app, retention_app, clock, headers)
-    finally:
-        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def _event(event_type: str, contact_id: str, at: datetime, **data: Any) -> dict[str, Any]:
-    body = example_event(event_type, event_id=new_id())
-    body.update(contact_id=contact_id, occurred_at=at.isoformat())
-    if data:
-        body["data"] = data
-    return body
-
-
-async def _post(env: Env, *bodies: dict[str, Any]) -> None:
-    for body in bodies:
-        response = await env.ingest.post("/v1/events", json=body, headers=env.headers[Role.PLATFORM])
-        assert response.status_code == 202, response.text
-
-
-async def _schedule(env: Env, contact_ref: uuid.UUID, count: int) -> dict[tuple[str, str], ScheduleItem]:
-    async def check() -> dict[tuple[str, str], ScheduleItem] | None:
-        async with env.sessionmaker() as session:
-            rows = (
-                await session.scalars(select(ScheduleItem).where(ScheduleItem.contact_ref == contact_ref))
-            ).all()
-        return {(r.artifact_class, r.item): r for r in rows} if len(rows) >= count else None
-
-    result: dict[tuple[str, str], ScheduleItem] = await eventually(check, attempts=400)
-    return result
-
-
-def _ref(env: Env, register: str, contact_id: str) -> uuid.UUID:
-    blind_index = env.ingest_app.state.blind_index
-    ref: uuid.UUID = blind_index.pseudonym("contact", register, contact_id)
-    return ref
-
-
-async def _read(env: Env, contact_id: str, suffix: str = "") -> httpx.Response:
-    return await env.ingest.get(f"/v1/contacts/{contact_id}{suffix}", headers=env.headers[Role.MANAGER])
+    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=CALL_AT) as environment:
+        yield environment
 
 
 async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> None:
     call_id = f"call-{new_id()}"
     started = CALL_AT
-    await _post(
+    await post_events(
         env,
-        _event("call.started", call_id, started, direction="inbound", caller_number="+358401234567"),
-        _event("call.ended", call_id, started + timedelta(minutes=4)),
+        make_event("call.started", call_id, started, direction="inbound", caller_number="+358401234567"),
+        make_event("call.ended", call_id, started + timedelta(minutes=4)),
     )
     audio = wav_bytes(0.5)
 
     async def stored() -> bool:
-        return (await _read(env, call_id)).status_code == 200
+        return (await read_contact(env, call_id)).status_code == 200
 
     await eventually(stored)
     put = await env.ingest.put(
@@ -172,9 +87,9 @@ async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> 
     assert put.status_code == 201, put.text
     chat_id = f"chatbot-{new_id()}"
     typed_at = started + timedelta(minutes=30)
-    await _post(
+    await post_events(
         env,
-        _event(
+        make_event(
             "chatbot.message",
             chat_id,
             typed_at,
@@ -183,19 +98,19 @@ async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> 
         ),
     )
 
-    call_ref = _ref(env, "prh-customer-service", call_id)
-    schedule = await _schedule(env, call_ref, 2)
+    call_ref = contact_ref_of(env, "prh-customer-service", call_id)
+    schedule = await wait_for_schedule(env, call_ref, 2)
     # PRH: recording 6 months and contact history 12 months from the call, by the Helsinki calendar: 11:15 local
     # time in winter and in summer alike (09:15 UTC in March, 08:15 UTC in September).
     assert schedule[("recording", "")].due_at == datetime(2026, 9, 2, 11, 15, tzinfo=HELSINKI)
     assert schedule[("contact_history", "")].due_at == datetime(2027, 3, 2, 11, 15, tzinfo=HELSINKI)
     assert "recording" in schedule[("recording", "")].reason
 
-    chat_ref = _ref(env, "prh-customer-service", chat_id)
-    chat_schedule = await _schedule(env, chat_ref, 2)
+    chat_ref = contact_ref_of(env, "prh-customer-service", chat_id)
+    chat_schedule = await wait_for_schedule(env, chat_ref, 2)
 
     async def chat_stored() -> bool:
-        return (await _read(env, chat_id)).status_code == 200
+        return (await read_contact(env, chat_id)).status_code == 200
 
     await eventually(chat_stored)
     redaction = next(row for (cls, _), row in chat_schedule.items() if cls == "chatbot_identifiers")
@@ -208,15 +123,15 @@ async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> 
     env.clock.set(typed_at + timedelta(hours=1))
     result = await env.sweeper.sweep()
     assert result.redacted == 1
-    chat = (await _read(env, chat_id)).json()
+    chat = (await read_contact(env, chat_id)).json()
     assert chat["events"][0]["data"]["text"] == "Soittakaa minulle numeroon [redacted: phone], kiitos"
 
     # Six months on: the recording is gone in every copy, the contact history is not.
     env.clock.set(datetime(2026, 9, 2, 11, 15, tzinfo=HELSINKI))
     result = await env.sweeper.sweep()
     assert result.deleted >= 1 and result.blobs_removed >= 1
-    assert (await _read(env, call_id, "/recording")).status_code in (404, 410)
-    assert (await _read(env, call_id)).status_code == 200
+    assert (await read_contact(env, call_id, "/recording")).status_code in (404, 410)
+    assert (await read_contact(env, call_id)).status_code == 200
     async with env.sessionmaker() as session:
         keys = await session.scalar(
             select(func.count())
@@ -240,19 +155,19 @@ async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> 
     # Twelve months on the last class goes, and with it the contact.
     env.clock.set(datetime(2027, 3, 2, 11, 15, tzinfo=HELSINKI))
     await env.sweeper.sweep()
-    assert (await _read(env, call_id)).status_code == 404
+    assert (await read_contact(env, call_id)).status_code == 404
 
 
 async def test_two_sweepers_at_once_delete_each_item_exactly_once(env: Env) -> None:
     at = CALL_AT + timedelta(days=1)
     ids = [f"statfi-{new_id()}" for _ in range(30)]
     for contact_id in ids:
-        body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+        body = make_event("chat.message", contact_id, at, sender="customer", text="Hei")
         body["register"] = "statfi-chat"
-        await _post(env, body)
-    refs = [_ref(env, "statfi-chat", contact_id) for contact_id in ids]
+        await post_events(env, body)
+    refs = [contact_ref_of(env, "statfi-chat", contact_id) for contact_id in ids]
     for ref in refs:
-        await _schedule(env, ref, 1)
+        await wait_for_schedule(env, ref, 1)
     async with env.sessionmaker() as session:
         due = await session.scalar(
             select(func.count()).select_from(ScheduleItem).where(ScheduleItem.contact_ref.in_(refs))
@@ -327,10 +242,10 @@ async def test_a_sweeper_killed_mid_batch_leaves_each_item_untouched_or_finished
 ) -> None:
     at = CALL_AT + timedelta(days=3)
     call_id = f"call-{new_id()}"
-    await _post(env, _event("call.started", call_id, at, direction="inbound"))
+    await post_events(env, make_event("call.started", call_id, at, direction="inbound"))
 
     async def stored() -> bool:
-        return (await _read(env, call_id)).status_code == 200
+        return (await read_contact(env, call_id)).status_code == 200
 
     await eventually(stored)
     put = await env.ingest.put(
@@ -339,8 +254,8 @@ async def test_a_sweeper_killed_mid_batch_leaves_each_item_untouched_or_finished
         headers={**env.headers[Role.PLATFORM], "Content-Type": "audio/wav"},
     )
     assert put.status_code == 201
-    ref = _ref(env, "prh-customer-service", call_id)
-    await _schedule(env, ref, 2)
+    ref = contact_ref_of(env, "prh-customer-service", call_id)
+    await wait_for_schedule(env, ref, 2)
     keys_before, _, _ = await _counts(env, ref)
     assert keys_before == 2
 
@@ -349,7 +264,7 @@ async def test_a_sweeper_killed_mid_batch_leaves_each_item_untouched_or_finished
     keys, certificates, queued = await _counts(env, ref)
     if point == "retention.before_commit":
         assert (keys, certificates) == (2, 0)  # untouched
-        assert (await _read(env, call_id, "/recording")).status_code == 200
+        assert (await read_contact(env, call_id, "/recording")).status_code == 200
     else:
         assert (keys, certificates) == (1, 1)  # finished; only the blob removal was cut short
         assert queued >= 1
@@ -357,7 +272,7 @@ async def test_a_sweeper_killed_mid_batch_leaves_each_item_untouched_or_finished
     await env.sweeper.sweep()
     keys, certificates, queued = await _counts(env, ref)
     assert (keys, certificates, queued) == (1, 1, 0)
-    assert (await _read(env, call_id, "/recording")).status_code in (404, 410)
+    assert (await read_contact(env, call_id, "/recording")).status_code in (404, 410)
 
 
 async def test_certificates_cannot_be_changed_or_removed(env: Env) -> None:
@@ -375,12 +290,15 @@ async def test_a_hold_keeps_what_is_due_and_its_lift_lets_it_go(env: Env, token_
     at = CALL_AT + timedelta(days=5)
     held_id, free_id = f"statfi-{new_id()}", f"statfi-{new_id()}"
     for contact_id in (held_id, free_id):
-        body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+        body = make_event("chat.message", contact_id, at, sender="customer", text="Hei")
         body["register"] = "statfi-chat"
-        await _post(env, body)
-    held_ref, free_ref = _ref(env, "statfi-chat", held_id), _ref(env, "statfi-chat", free_id)
-    await _schedule(env, held_ref, 1)
-    await _schedule(env, free_ref, 1)
+        await post_events(env, body)
+    held_ref, free_ref = (
+        contact_ref_of(env, "statfi-chat", held_id),
+        contact_ref_of(env, "statfi-chat", free_id),
+    )
+    await wait_for_schedule(env, held_ref, 1)
+    await wait_for_schedule(env, free_ref, 1)
     lawyer = {"Authorization": f"Bearer {token_for(Role.LEGAL_CLAIMS)}"}
     auditor = {"Authorization": f"Bearer {token_for(Role.AUDITOR)}"}
     transport = httpx.ASGITransport(app=env.retention_app)
@@ -449,14 +367,22 @@ async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, toke
     number = "+358401112233"
     call_ids = [f"call-{new_id()}" for _ in range(2)]
     for contact_id in call_ids:
-        await _post(env, _event("call.started", contact_id, at, direction="inbound", caller_number=number))
+        await post_events(
+            env, make_event("call.started", contact_id, at, direction="inbound", caller_number=number)
+        )
     someone_else = f"call-{new_id()}"
-    await _post(
-        env, _event("call.started", someone_else, at, direction="inbound", caller_number="+358409998877")
+    await post_events(
+        env, make_event("call.started", someone_else, at, direction="inbound", caller_number="+358409998877")
     )
-    refs = [_ref(env, "prh-customer-service", contact_id) for contact_id in [*call_ids, someone_else]]
+    refs = [
+        contact_ref_of(env, "prh-customer-service", contact_id) for contact_id in [*call_ids, someone_else]
+    ]
     for ref in refs:
-        await _schedule(env, ref, 2)
+        await wait_for_schedule(env, ref, 2)
+    # A subject hold finds its contacts through the record store's blind index, which a consumer of its own
+    # writes: the contacts must be stored before the sweep, or the hold has nothing to match yet.
+    for contact_id in [*call_ids, someone_else]:
+        await wait_until_stored(env, contact_id)
     lawyer = {"Authorization": f"Bearer {token_for(Role.LEGAL_CLAIMS)}"}
     transport = httpx.ASGITransport(app=env.retention_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://retention.test") as retention:
@@ -482,17 +408,17 @@ async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, toke
     env.clock.set(at + timedelta(days=800))
     await env.sweeper.sweep()
     for call_id in call_ids:
-        assert (await _read(env, call_id)).status_code == 200
+        assert (await read_contact(env, call_id)).status_code == 200
     # The hold is on that person only: another caller's contact from the same day is gone.
-    assert (await _read(env, someone_else)).status_code == 404
+    assert (await read_contact(env, someone_else)).status_code == 404
 
 
 async def test_the_forecast_counts_upcoming_deletions_per_day_and_class(env: Env, token_for: Any) -> None:
     at = CALL_AT + timedelta(days=7)
     for _ in range(3):
-        body = _event("chat.message", f"statfi-{new_id()}", at, sender="customer", text="Hei")
+        body = make_event("chat.message", f"statfi-{new_id()}", at, sender="customer", text="Hei")
         body["register"] = "statfi-chat"
-        await _post(env, body)
+        await post_events(env, body)
     due_day = (at + timedelta(days=35)).astimezone(HELSINKI).date()
 
     async def counted() -> int:
@@ -519,11 +445,11 @@ async def test_a_policy_change_is_shown_as_a_dry_run_diff_before_it_rewrites_the
 ) -> None:
     at = CALL_AT + timedelta(days=8)
     contact_id = f"statfi-{new_id()}"
-    body = _event("chat.message", contact_id, at, sender="customer", text="Hei")
+    body = make_event("chat.message", contact_id, at, sender="customer", text="Hei")
     body["register"] = "statfi-chat"
-    await _post(env, body)
-    ref = _ref(env, "statfi-chat", contact_id)
-    await _schedule(env, ref, 1)
+    await post_events(env, body)
+    ref = contact_ref_of(env, "statfi-chat", contact_id)
+    await wait_for_schedule(env, ref, 1)
     shutil.copytree(env.settings.policy_dir, tmp_path / "policies")
     edited = tmp_path / "policies" / "statfi-chat.yaml"
     edited.write_text(
@@ -581,13 +507,13 @@ async def test_after_deletion_the_canaries_cannot_be_read_from_any_copy(env: Env
     number = f"+35845{int(tag, 16) % 10**7:07d}"
     call_id = f"call-{new_id()}"
     at = CALL_AT + timedelta(days=9)
-    await _post(env, _event("call.started", call_id, at, direction="inbound", caller_number=number))
+    await post_events(env, make_event("call.started", call_id, at, direction="inbound", caller_number=number))
 
     async def stored() -> bool:
-        return (await _read(env, call_id)).status_code == 200
+        return (await read_contact(env, call_id)).status_code == 200
 
     await eventually(stored)
-    assert number in (await _read(env, call_id)).text
+    assert number in (await read_contact(env, call_id)).text
     marker = f"AUDIOCANARY{tag}".encode()
     put = await env.ingest.put(
         f"/v1/contacts/{call_id}/recording",
@@ -595,8 +521,8 @@ async def test_after_deletion_the_canaries_cannot_be_read_from_any_copy(env: Env
         headers={**env.headers[Role.PLATFORM], "Content-Type": "audio/wav"},
     )
     assert put.status_code == 201
-    ref = _ref(env, "prh-customer-service", call_id)
-    await _schedule(env, ref, 2)
+    ref = contact_ref_of(env, "prh-customer-service", call_id)
+    await wait_for_schedule(env, ref, 2)
     keystore = env.sweeper.keystore
 
     def readable(events: list[SealedContactEvent], keys: dict[Any, bytes]) -> list[str]:
@@ -637,4 +563,4 @@ async def test_after_deletion_the_canaries_cannot_be_read_from_any_copy(env: Env
     blob_root = Path(env.settings.resolved_blob_store_url.removeprefix("file://"))
     assert not [p for p in blob_root.rglob("*") if p.is_file() and marker in p.read_bytes()]
     assert not [p for p in blob_root.rglob("*.enc") if str(ref) in str(p)]
-    assert (await _read(env, call_id)).status_code == 404
+    assert (await read_contact(env, call_id)).status_code == 404
