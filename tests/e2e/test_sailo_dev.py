@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -354,10 +355,14 @@ def test_accepts_every_openapi_example_and_stores_it(
 
         answers: dict[str, tuple[int, str]] = {}
         sent: list[tuple[str, str]] = []
+        # Dated a few minutes ago: the examples' own date is months back, past some registers' retention, and
+        # the running sweeper would delete such a contact before it could be read.
+        recent = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
         for name, example in examples.items():
             event = copy.deepcopy(example["value"])
             event["event_id"] = str(uuid.uuid4())
             event["contact_id"] = f"e2e-{uuid.uuid4().hex[:12]}"
+            event["occurred_at"] = recent
             response = client.post(lifecycle.url("ingest", "/v1/events"), json=event, headers=platform)
             answers[name] = (response.status_code, response.text[:300])
             sent.append((event["contact_id"], event["register"]))
@@ -381,6 +386,29 @@ def test_accepts_every_openapi_example_and_stores_it(
             return not pending
 
         assert poll(READ_ATTEMPTS, all_readable), f"not readable: {last}\n{dev.diagnostics()}"
+
+        # The sweeper runs on the embedded stack: a chat backfilled from past Statistics Finland's 35 days is
+        # deleted at the next sweep, and its certificate can be read.
+        expired = copy.deepcopy(examples["chat.message"]["value"])
+        expired.update(
+            event_id=str(uuid.uuid4()),
+            contact_id=f"e2e-expired-{uuid.uuid4().hex[:8]}",
+            register="statfi-chat",
+            occurred_at=(datetime.now(UTC) - timedelta(days=60)).isoformat(),
+        )
+        posted = client.post(lifecycle.url("ingest", "/v1/events"), json=expired, headers=platform)
+        assert posted.status_code == 202, posted.text
+        auditor = {"Authorization": f"Bearer {mint_token(lifecycle.env, 'auditor')}"}
+
+        def certified() -> bool:
+            response = client.get(
+                lifecycle.url("retention", "/v1/certificates"),
+                params={"register": "statfi-chat"},
+                headers=auditor,
+            )
+            return response.status_code == 200 and bool(response.json()["certificates"])
+
+        assert poll(READ_ATTEMPTS, certified), f"no certificate\n{dev.diagnostics()}"
     lifecycle.contacts = sent
 
 
