@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
@@ -69,6 +70,29 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, attempts: int = 200
             return last
         await asyncio.sleep(pause)
     raise AssertionError(f"condition not met after {attempts} attempts; last value: {last!r}")
+
+
+async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message of `topic` from its beginning, as a fresh consumer group sees it; stops after ~3 s idle."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"test-reader-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        idle = 0
+        while idle < 10:
+            batches = await consumer.getmany(timeout_ms=300)
+            idle = 0 if batches else idle + 1
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def wav_bytes(seconds: float = 1.0, *, rate: int = 8000, marker: bytes = b"") -> bytes:

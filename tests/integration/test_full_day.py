@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from services.dsr.app import create_app as create_dsr
@@ -31,7 +30,7 @@ from shared.apikeys import create_api_key
 from shared.auth import Role
 from shared.events import EVENT_TYPES, example_event
 from shared.settings import Settings
-from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
+from tests.integration.conftest import Ingest, eventually, new_id, read_topic, wav_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -173,28 +172,11 @@ async def clients(ingest: Ingest, settings: Settings) -> AsyncIterator[dict[str,
 
 
 async def _topic_values(settings: Settings, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=f"full-day-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        idle = 0
-        while idle < 10:
-            batches = await consumer.getmany(timeout_ms=300)
-            idle = 0 if batches else idle + 1
-            for records in batches.values():
-                values.extend(
-                    (r.value or b"") + (r.key or b"") + b"".join(v for _, v in r.headers or ())
-                    for r in records
-                )
-    finally:
-        await consumer.stop()
-    return values
+    """Each message's value, key and headers as one byte string: whatever part a leak could hide in."""
+    return [
+        (r.value or b"") + (r.key or b"") + b"".join(v for _, v in r.headers or ())
+        for r in await read_topic(settings, topic)
+    ]
 
 
 async def test_a_full_day_leaves_no_personal_data_in_logs_errors_metrics_or_audit(

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select, text
 
 from services.retention.models import Certificate, ScheduleItem
@@ -35,7 +34,7 @@ from shared.policy import load_policies
 from shared.records import sealed_aad
 from shared.settings import Settings
 from tests.conftest import Infrastructure
-from tests.integration.conftest import eventually, new_id, wav_bytes
+from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
@@ -478,28 +477,9 @@ async def test_a_policy_change_is_shown_as_a_dry_run_diff_before_it_rewrites_the
 
 
 async def _sealed_events_on_the_topic(env: Env, contact_ref: uuid.UUID) -> list[SealedContactEvent]:
-    consumer = AIOKafkaConsumer(
-        env.settings.topic(CONTACT_EVENTS_TOPIC),
-        bootstrap_servers=env.settings.kafka_bootstrap_servers,
-        group_id=f"replay-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    found: list[SealedContactEvent] = []
-    try:
-        idle = 0
-        while idle < 10:
-            batches = await consumer.getmany(timeout_ms=300)
-            idle = 0 if batches else idle + 1
-            for records in batches.values():
-                for record in records:
-                    event = SealedContactEvent.model_validate_json(record.value or b"")
-                    if event.contact_ref == contact_ref:
-                        found.append(event)
-    finally:
-        await consumer.stop()
-    return found
+    records = await read_topic(env.settings, env.settings.topic(CONTACT_EVENTS_TOPIC))
+    events = [SealedContactEvent.model_validate_json(record.value or b"") for record in records]
+    return [event for event in events if event.contact_ref == contact_ref]
 
 
 async def test_after_deletion_the_canaries_cannot_be_read_from_any_copy(env: Env) -> None:
