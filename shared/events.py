@@ -471,11 +471,14 @@ class DeadLetter(Contract):
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The published contracts, keyed by file name under schemas/."""
+    """The published contracts, keyed by file name under schemas/: these and shared.domain_events'."""
+    from shared import domain_events  # it builds on this module's Contract
+
     return {
         "contact-event.v1.json": CONTACT_EVENT_ADAPTER.json_schema(),
         "sealed-contact-event.v1.json": SealedContactEvent.model_json_schema(),
         "dead-letter.v1.json": DeadLetter.model_json_schema(),
+        **domain_events.json_schemas(),
     }
 
 

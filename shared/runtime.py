@@ -26,6 +26,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import create_engine, create_sessionmaker, upgrade_async
 from shared.kafka import create_producer
 from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay
 from shared.settings import Environment, Settings
 
 log = get_logger(__name__)
@@ -39,6 +40,7 @@ class Runtime:
     producer: AIOKafkaProducer
     clock: Clock
     audit_relay: AuditRelay | None = None
+    outbox_relay: OutboxRelay | None = None
 
     @classmethod
     async def start(
@@ -48,9 +50,11 @@ class Runtime:
         clock: Clock | None = None,
         migrate: bool = True,
         run_audit_relay: bool = True,
+        run_outbox_relay: bool = True,
     ) -> Runtime:
-        """Migrate, connect, and start the audit relay: every service process publishes the audit log, so it
-        goes on while any one of them runs (the relays take turns, see shared.audit_relay)."""
+        """Migrate, connect, and start the relays: every service process publishes the audit log and the
+        domain-event outbox, so both go on while any one of them runs (the relays take turns, see
+        shared.audit_relay and shared.outbox)."""
         # First: a missing or unreadable signing key stops the service before it connects anywhere.
         signing_key = await asyncio.to_thread(audit_signing_key, settings) if run_audit_relay else None
         if migrate:
@@ -68,9 +72,14 @@ class Runtime:
                 clock=rt.clock,
             )
             rt.audit_relay.start()
+        if run_outbox_relay:
+            rt.outbox_relay = OutboxRelay(settings=settings, sessionmaker=rt.sessionmaker, producer=producer)
+            rt.outbox_relay.start()
         return rt
 
     async def stop(self) -> None:
+        if self.outbox_relay is not None:
+            await self.outbox_relay.stop()
         if self.audit_relay is not None:
             await self.audit_relay.stop()
         await self.producer.stop()

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=86_400)
     audit_relay_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    # The domain-event outbox (shared.outbox) is looked at this often when it was empty last time.
+    outbox_relay_interval_seconds: float = Field(default=0.2, gt=0, le=60)
 
     @field_validator("key_encryption_key")
     @classmethod

@@ -3,7 +3,8 @@
 A hold names what it covers only by pseudonyms: a contact's ref, a case's pseudonym, a subject's blind-index
 digest, or a register id. While it is active the sweeper skips everything it covers (see
 services.retention.sweeper.active_holds_over); lifting it lets those items go at the next sweep if they are
-due by then. Every placement and lift is an audit entry.
+due by then. Every placement and lift is an audit entry and a hold_placed / hold_lifted event on the retention
+events topic, both in the transaction that changes the hold.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from services.retention.calendar import HELSINKI
 from services.retention.models import ContactFacts, Hold
 from shared.audit import Action
 from shared.auditlog import record
+from shared.domain_events import RETENTION_EVENTS_TOPIC
+from shared.outbox import enqueue, envelope
 from shared.policy_history import register_ref
 from shared.records import SubjectIndex
 
@@ -73,7 +76,30 @@ async def place_hold(
         service=SERVICE,
         occurred_at=now,
     )
+    await _announce(session, hold, "retention.hold_placed", now)
     return hold
+
+
+async def _announce(session: AsyncSession, hold: Hold, event_type: str, now: datetime) -> None:
+    contact_ref = UUID(hold.target) if hold.scope == "contact" else None
+    await enqueue(
+        session,
+        topic=RETENTION_EVENTS_TOPIC,
+        # A contact hold shares its contact's key, so it is ordered with that contact's deletions.
+        key=contact_ref or f"H-{hold.hold_number}",
+        event=envelope(
+            event_type,
+            {
+                "hold_number": hold.hold_number,
+                "scope": hold.scope,
+                "contact_ref": contact_ref,
+                "register": hold.register,
+                "ends_on": hold.ends_on,
+            },
+            producer=SERVICE,
+            occurred_at=now,
+        ),
+    )
 
 
 async def lift_hold(session: AsyncSession, hold: Hold, *, lifted_by: UUID, role: str, now: datetime) -> Hold:
@@ -90,6 +116,7 @@ async def lift_hold(session: AsyncSession, hold: Hold, *, lifted_by: UUID, role:
         service=SERVICE,
         occurred_at=now,
     )
+    await _announce(session, hold, "retention.hold_lifted", now)
     return hold
 
 

@@ -16,11 +16,10 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -36,7 +35,7 @@ from shared.auditlog import SYSTEM_ROLE, record, system_actor
 from shared.blobstore import BlobStore
 from shared.clock import Clock
 from shared.crypto import open_sealed, seal
-from shared.db import bulk_insert
+from shared.domain_events import RETENTION_EVENTS_TOPIC
 from shared.faults import fault_point
 from shared.keystore import KeyStore
 from shared.logging import get_logger
@@ -61,6 +60,21 @@ BACKLOG = Gauge("sailo_retention_backlog", "Items due and not yet deleted (held 
 SERVICE = "retention"
 CRYPTO_SHREDDING = "crypto-shredding"
 REDACTION = "redaction"
+RETENTION_EXPIRED = "retention_expired"
+
+
+class Claimed(NamedTuple):
+    """A schedule item the batch has locked."""
+
+    contact_ref: UUID
+    artifact_class: str
+    item: str
+    register: str
+    policy_version: str
+    action: str
+    trigger: str
+    trigger_at: datetime | None
+    due_at: datetime | None
 
 
 @dataclass
@@ -76,25 +90,46 @@ class SweepResult:
 # (contact, class) of the batch's deletions.
 _PAIRS = "unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS d(contact_ref, artifact_class)"
 _OF_PAIRS = "t.contact_ref = d.contact_ref AND t.artifact_class = d.artifact_class"
-_DELETE_KEYS = text(f"DELETE FROM keys.data_keys AS t USING {_PAIRS} WHERE {_OF_PAIRS}")  # noqa: S608
-_DELETE_ROWS = tuple(
-    text(
-        f"DELETE FROM records.{table} AS t USING {_PAIRS} WHERE {_OF_PAIRS}"  # noqa: S608
-        f" RETURNING t.contact_ref, t.artifact_class, t.{order}, t.sealed"
+
+
+def _deleted_rows(name: str, table: str, order: str) -> str:
+    """A CTE deleting the pairs' rows of one record table, and one folding them per pair in a fixed order."""
+    return (
+        f"{name} AS (DELETE FROM records.{table} AS t USING pairs AS d WHERE {_OF_PAIRS}"  # noqa: S608
+        f" RETURNING t.contact_ref, t.artifact_class, t.{order} AS ord, t.sealed),"
+        f" {name}_folded AS (SELECT contact_ref, artifact_class, count(*) AS pieces,"
+        f" string_agg(sealed, ''::bytea ORDER BY ord) AS ciphertext FROM {name} GROUP BY 1, 2)"
     )
-    for table, order in (("contact_events", "event_id"), ("parties", "id"), ("messages", "event_id"))
-)
-_DELETE_ARTIFACTS = text(
-    f"DELETE FROM records.artifacts AS t USING {_PAIRS} WHERE {_OF_PAIRS}"  # noqa: S608
-    " RETURNING t.contact_ref, t.artifact_class, t.blob_key, t.ciphertext_sha256"
-)
-_ITEMS = (
-    "unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[]), CAST(:items AS varchar[]))"
-    " AS d(contact_ref, artifact_class, item)"
-)
-_MARK_DONE = text(
-    f"UPDATE retention.schedule AS t SET state = 'done' FROM {_ITEMS}"  # noqa: S608
-    f" WHERE {_OF_PAIRS} AND t.item = d.item"
+
+
+# The whole crypto-shredding of a batch in one statement, so the database, not round trips, sets its pace.
+# Its CTEs all run to completion in one snapshot, and the transaction makes them one act with the certificates:
+# the data keys go (from then on every copy of the ciphertext is unreadable), then the events, parties,
+# messages and artifacts, whose blobs are queued. Per pair it returns the pieces removed and the SHA-256 of the
+# destroyed ciphertext in a fixed order: events by id, parties by id, messages by id, then the blobs' ciphertext
+# digests.
+_SHRED = text(
+    f"WITH pairs AS (SELECT * FROM {_PAIRS}),"  # noqa: S608
+    f" shredded_keys AS (DELETE FROM keys.data_keys AS t USING pairs AS d WHERE {_OF_PAIRS} RETURNING 1),"
+    f" {_deleted_rows('events', 'contact_events', 'event_id')},"
+    f" {_deleted_rows('parties', 'parties', 'id')},"
+    f" {_deleted_rows('messages', 'messages', 'event_id')},"
+    f" artifacts AS (DELETE FROM records.artifacts AS t USING pairs AS d WHERE {_OF_PAIRS}"
+    " RETURNING t.contact_ref, t.artifact_class, t.blob_key, t.ciphertext_sha256),"
+    " queued AS (INSERT INTO retention.blob_deletions (blob_key)"
+    " SELECT blob_key FROM artifacts WHERE blob_key IS NOT NULL),"
+    " artifacts_folded AS (SELECT contact_ref, artifact_class, count(blob_key) AS pieces,"
+    " string_agg(decode(ciphertext_sha256, 'hex'), ''::bytea ORDER BY ciphertext_sha256) AS ciphertext"
+    " FROM artifacts GROUP BY 1, 2)"
+    " SELECT d.contact_ref, d.artifact_class,"
+    " coalesce(e.pieces, 0) + coalesce(p.pieces, 0) + coalesce(m.pieces, 0) + coalesce(a.pieces, 0),"
+    " encode(sha256(coalesce(e.ciphertext, '') || coalesce(p.ciphertext, '') || coalesce(m.ciphertext, '')"
+    " || coalesce(a.ciphertext, '')), 'hex')"
+    " FROM pairs AS d"
+    " LEFT JOIN events_folded AS e USING (contact_ref, artifact_class)"
+    " LEFT JOIN parties_folded AS p USING (contact_ref, artifact_class)"
+    " LEFT JOIN messages_folded AS m USING (contact_ref, artifact_class)"
+    " LEFT JOIN artifacts_folded AS a USING (contact_ref, artifact_class)"
 )
 # The certificate id is drawn by the database (random, like uuid4) and done_at is the batch's time.
 _CERTIFICATE_COLUMNS = {
@@ -111,23 +146,39 @@ _CERTIFICATE_COLUMNS = {
     "items": "integer",
     "method": "varchar",
 }
-_INSERT_CERTIFICATES = text(
-    f"INSERT INTO retention.certificates (certificate_id, done_at, {', '.join(_CERTIFICATE_COLUMNS)})"  # noqa: S608
+# Certificates, the items marked done and the artifact-deleted events (shared.domain_events: the envelope and
+# ArtifactDeletedData, built here so a batch of 500 costs one round trip) in one statement: the outbox row
+# commits with the deletion it announces.
+_CERTIFY = text(
+    "WITH certified AS (INSERT INTO retention.certificates"  # noqa: S608
+    f" (certificate_id, done_at, {', '.join(_CERTIFICATE_COLUMNS)})"
     " SELECT gen_random_uuid(), CAST(:done_at AS timestamptz), * FROM unnest("
     + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _CERTIFICATE_COLUMNS.items())
-    + ")"
+    + ") RETURNING *),"
+    " marked AS (UPDATE retention.schedule AS t SET state = 'done' FROM certified AS c"
+    " WHERE t.contact_ref = c.contact_ref AND t.artifact_class = c.artifact_class AND t.item = c.item)"
+    " INSERT INTO outbox.events (topic, key, event)"
+    " SELECT CAST(:topic AS varchar), CAST(c.contact_ref AS varchar), jsonb_build_object("
+    "'id', gen_random_uuid(), 'type', 'retention.artifact_deleted', 'version', 1, 'occurred_at', c.done_at,"
+    " 'producer', 'retention', 'correlation_id', NULL, 'data', jsonb_build_object("
+    "'contact_ref', c.contact_ref, 'register', c.register, 'artifact_class', c.artifact_class, 'item', c.item,"
+    " 'method', c.method, 'reason', CAST(:reason AS varchar), 'certificate_id', c.certificate_id,"
+    " 'policy_version', c.policy_version, 'due_at', c.due_at, 'done_at', c.done_at))"
+    " FROM certified AS c"
 )
 _LOCK_CONTACTS = text(
     "SELECT contact_ref FROM retention.contact_facts WHERE contact_ref = ANY(CAST(:refs AS uuid[]))"
     " ORDER BY contact_ref FOR UPDATE"
 )
-_EMPTIED = text(
-    "SELECT c.contact_ref FROM unnest(CAST(:refs AS uuid[])) AS c(contact_ref) WHERE NOT EXISTS"
-    " (SELECT FROM retention.schedule AS s WHERE s.contact_ref = c.contact_ref AND s.state = 'scheduled')"
-)
-_DELETE_CONTACTS = tuple(
-    text(f"DELETE FROM {table} WHERE contact_ref = ANY(CAST(:refs AS uuid[]))")  # noqa: S608
-    for table in ("records.contacts", "keys.data_keys", "retention.contact_facts")
+# Contacts left with nothing scheduled lose their remaining rows (the contact, any keys left, the facts) in
+# one statement. It must run after _LOCK_CONTACTS as a statement of its own: its snapshot then includes what a
+# concurrent batch committed while this one waited for the lock.
+_REMOVE_EMPTIED = text(
+    "WITH emptied AS (SELECT c.contact_ref FROM unnest(CAST(:refs AS uuid[])) AS c(contact_ref) WHERE NOT EXISTS"
+    " (SELECT FROM retention.schedule AS s WHERE s.contact_ref = c.contact_ref AND s.state = 'scheduled')),"
+    " contacts AS (DELETE FROM records.contacts AS t USING emptied AS e WHERE t.contact_ref = e.contact_ref),"
+    " data_keys AS (DELETE FROM keys.data_keys AS t USING emptied AS e WHERE t.contact_ref = e.contact_ref)"
+    " DELETE FROM retention.contact_facts AS t USING emptied AS e WHERE t.contact_ref = e.contact_ref"
 )
 
 
@@ -189,27 +240,26 @@ class Sweeper:
     async def _batch(self, result: SweepResult) -> int:
         now = self.clock.now()
         async with self.sessionmaker() as session, session.begin():
-            items = list(
-                (
-                    await session.scalars(
-                        select(ScheduleItem)
-                        .where(
-                            ScheduleItem.state == "scheduled",
-                            ScheduleItem.due_at.is_not(None),
-                            ScheduleItem.due_at <= now,
-                            ~exists(active_holds_over(ScheduleItem, now)),
-                        )
-                        .order_by(ScheduleItem.due_at)
-                        .limit(self.batch_size)
-                        .with_for_update(skip_locked=True, of=ScheduleItem)
+            # Plain rows, not ORM objects: the batch is read once and changed set-based below.
+            items = [
+                Claimed(*row)
+                for row in await session.execute(
+                    select(*(getattr(ScheduleItem, name) for name in Claimed._fields))
+                    .where(
+                        ScheduleItem.state == "scheduled",
+                        ScheduleItem.due_at.is_not(None),
+                        ScheduleItem.due_at <= now,
+                        ~exists(active_holds_over(ScheduleItem, now)),
                     )
-                ).all()
-            )
+                    .order_by(ScheduleItem.due_at)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True, of=ScheduleItem)
+                )
+            ]
             if not items:
                 return 0
-            # Redactions item by item (they are few), then the deletions of the whole batch in a handful of
-            # statements: per-item round trips, not the database, would otherwise bound the sweep.
-            done: list[tuple[ScheduleItem, str, int, str]] = []
+            # Redactions item by item (they are few), then the deletions of the whole batch in one statement.
+            done: list[tuple[Claimed, str, int, str]] = []
             for item in items:
                 if item.action == "redact":
                     redaction = await self._redact(session, item)
@@ -227,45 +277,13 @@ class Sweeper:
                     for item, outcome in zip(deletions, shredded, strict=True)
                 )
                 result.deleted += len(deletions)
-            finished = [item for item, _, _, _ in done]
-            if finished:
-                certificates: dict[str, list[Any]] = {name: [] for name in _CERTIFICATE_COLUMNS}
-                counts: collections.Counter[tuple[str, str]] = collections.Counter()
-                for item, method, pieces, digest in done:
-                    assert item.due_at is not None
-                    lag = (now - item.due_at).total_seconds()
-                    for name, value in (
-                        ("contact_ref", item.contact_ref),
-                        ("register", item.register),
-                        ("artifact_class", item.artifact_class),
-                        ("item", item.item),
-                        ("policy_version", item.policy_version),
-                        ("rule", self._rule_text(item)),
-                        ("trigger", item.trigger),
-                        ("trigger_at", item.trigger_at),
-                        ("due_at", item.due_at),
-                        ("ciphertext_sha256", digest),
-                        ("items", pieces),
-                        ("method", method),
-                    ):
-                        certificates[name].append(value)
-                    result.lags.append(lag)
-                    counts[item.artifact_class, method] += 1
-                    DELETION_LAG.observe(max(0.0, lag))
-                for (artifact_class, method), count in counts.items():
-                    DELETED.labels(artifact_class=artifact_class, method=method).inc(count)
-                await session.execute(_INSERT_CERTIFICATES, {"done_at": now, **certificates})
-                await session.execute(
-                    _MARK_DONE,
-                    {
-                        "refs": certificates["contact_ref"],
-                        "classes": certificates["artifact_class"],
-                        "items": certificates["item"],
-                    },
-                )
-                await self._remove_contacts_if_nothing_left(session, set(certificates["contact_ref"]))
-            deleted_refs = sorted({item.contact_ref for item in finished if item.action != "redact"})
-            redacted_refs = sorted({item.contact_ref for item in finished if item.action == "redact"})
+            if done:
+                await self._certify(session, done, now, result)
+                await self._remove_contacts_if_nothing_left(session, {item.contact_ref for item, *_ in done})
+            deleted_refs = sorted(
+                {item.contact_ref for item, method, *_ in done if method == CRYPTO_SHREDDING}
+            )
+            redacted_refs = sorted({item.contact_ref for item, method, *_ in done if method == REDACTION})
             for action, object_type, refs in (
                 (Action.DELETE, "artifact", deleted_refs),
                 (Action.REDACT, "message", redacted_refs),
@@ -278,7 +296,7 @@ class Sweeper:
                         action=action,
                         object_type=object_type,
                         object_ids=refs,
-                        reason="retention_expired",
+                        reason=RETENTION_EXPIRED,
                         service=SERVICE,
                         occurred_at=now,
                     )
@@ -286,52 +304,65 @@ class Sweeper:
             fault_point("retention.before_commit")
         fault_point("retention.after_commit")
         # Fewer than a full batch finished ends this sweep, so an item left waiting is not claimed again at once.
-        return len(finished)
+        return len(done)
 
-    async def _delete(self, session: AsyncSession, items: Sequence[ScheduleItem]) -> list[tuple[int, str]]:
+    async def _certify(
+        self,
+        session: AsyncSession,
+        done: Sequence[tuple[Claimed, str, int, str]],
+        now: datetime,
+        result: SweepResult,
+    ) -> None:
+        """A certificate and an artifact-deleted event per finished item, and the items marked done."""
+        columns: dict[str, list[Any]] = {name: [] for name in _CERTIFICATE_COLUMNS}
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        for item, method, pieces, digest in done:
+            assert item.due_at is not None
+            for name, value in (
+                ("contact_ref", item.contact_ref),
+                ("register", item.register),
+                ("artifact_class", item.artifact_class),
+                ("item", item.item),
+                ("policy_version", item.policy_version),
+                ("rule", self._rule_text(item)),
+                ("trigger", item.trigger),
+                ("trigger_at", item.trigger_at),
+                ("due_at", item.due_at),
+                ("ciphertext_sha256", digest),
+                ("items", pieces),
+                ("method", method),
+            ):
+                columns[name].append(value)
+            lag = (now - item.due_at).total_seconds()
+            result.lags.append(lag)
+            DELETION_LAG.observe(max(0.0, lag))
+            counts[item.artifact_class, method] += 1
+        for (artifact_class, method), count in counts.items():
+            DELETED.labels(artifact_class=artifact_class, method=method).inc(count)
+        await session.execute(
+            _CERTIFY,
+            {"done_at": now, "topic": RETENTION_EVENTS_TOPIC, "reason": RETENTION_EXPIRED, **columns},
+        )
+
+    async def _delete(self, session: AsyncSession, items: Sequence[Claimed]) -> list[tuple[int, str]]:
         """Crypto-shred one artifact class of a contact per item; returns (pieces removed, digest of the
         ciphertext) per item, in the items' order."""
         pairs = list(dict.fromkeys((item.contact_ref, item.artifact_class) for item in items))
-        classes = {"refs": [ref for ref, _ in pairs], "classes": [name for _, name in pairs]}
-        # The keys first: once this statement has run, every copy of these classes' ciphertext is unreadable.
-        await session.execute(_DELETE_KEYS, classes)
+        shredded = {
+            (ref, artifact_class): (int(pieces), str(digest))
+            for ref, artifact_class, pieces, digest in await session.execute(
+                _SHRED, {"refs": [ref for ref, _ in pairs], "classes": [name for _, name in pairs]}
+            )
+        }
         self.keystore.forget(pairs)
-        digests = {pair: hashlib.sha256() for pair in pairs}
-        pieces = dict.fromkeys(pairs, 0)
-        # The digest covers the destroyed ciphertext in a fixed order: events by id, parties by id, messages by
-        # id, then the blob's ciphertext digest.
-        for statement in _DELETE_ROWS:
-            removed: dict[tuple[UUID, str], list[tuple[Any, bytes]]] = collections.defaultdict(list)
-            for ref, artifact_class, order, sealed in await session.execute(statement, classes):
-                removed[ref, artifact_class].append((order, sealed))
-            for pair, rows in removed.items():
-                rows.sort(key=operator.itemgetter(0))
-                for _, sealed in rows:
-                    digests[pair].update(sealed)
-                pieces[pair] += len(rows)
-        blobs = []
-        for ref, artifact_class, blob_key, ciphertext_sha256 in await session.execute(
-            _DELETE_ARTIFACTS, classes
-        ):
-            if ciphertext_sha256:
-                digests[ref, artifact_class].update(bytes.fromhex(ciphertext_sha256))
-            if blob_key:
-                blobs.append({"blob_key": blob_key})
-                pieces[ref, artifact_class] += 1
-        if blobs:
-            await bulk_insert(session, BlobDeletion, blobs)
         outcomes = []
         for item in items:
-            pair = (item.contact_ref, item.artifact_class)
-            digest = digests.pop(pair, None)
-            if digest is None:
-                # A second item of the same class in one batch finds nothing left, as a later sweep would.
-                outcomes.append((0, hashlib.sha256().hexdigest()))
-            else:
-                outcomes.append((pieces[pair], digest.hexdigest()))
+            # A second item of the same class in one batch finds nothing left, as a later sweep would.
+            outcome = shredded.pop((item.contact_ref, item.artifact_class), None)
+            outcomes.append(outcome if outcome is not None else (0, hashlib.sha256().hexdigest()))
         return outcomes
 
-    async def _redact(self, session: AsyncSession, item: ScheduleItem) -> tuple[int, str] | None:
+    async def _redact(self, session: AsyncSession, item: Claimed) -> tuple[int, str] | None:
         """Redact the numeric identifiers of the customer's chatbot message(s) sent at the item's trigger time;
         None when no such message is stored yet."""
         ref = item.contact_ref
@@ -392,7 +423,7 @@ class Sweeper:
             pieces += 2
         return pieces, digest.hexdigest()
 
-    def _rule_text(self, item: ScheduleItem) -> str:
+    def _rule_text(self, item: Claimed) -> str:
         """The rule as the policy file writes it: class/period/trigger/action."""
         key = (item.register, item.policy_version, item.artifact_class, item.trigger, item.action)
         written = self._rules.get(key)
@@ -408,12 +439,9 @@ class Sweeper:
         # Two sweepers finishing the last two classes of one contact at once would each still see the other's
         # item as pending and leave the contact behind for good. Locking the contact (in one order, so two
         # batches cannot deadlock) makes the second wait, and its check then sees the first one's commit.
-        await session.execute(_LOCK_CONTACTS, {"refs": sorted(contact_refs)})
-        emptied = list((await session.scalars(_EMPTIED, {"refs": sorted(contact_refs)})).all())
-        if not emptied:
-            return
-        for statement in _DELETE_CONTACTS:
-            await session.execute(statement, {"refs": emptied})
+        refs = sorted(contact_refs)
+        await session.execute(_LOCK_CONTACTS, {"refs": refs})
+        await session.execute(_REMOVE_EMPTIED, {"refs": refs})
 
     async def remove_queued_blobs(self) -> int:
         """Remove the blobs of committed deletions; idempotent, so a crash in between only repeats work."""

@@ -17,6 +17,7 @@ import shared.apikeys
 import shared.auditlog
 import shared.kafka
 import shared.keystore
+import shared.outbox
 import shared.policy_history
 import shared.records  # noqa: F401
 from shared.db import Base

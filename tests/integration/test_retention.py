@@ -28,6 +28,12 @@ from services.retention.schedule import replan
 from services.retention.sweeper import Sweeper
 from shared.auth import Role
 from shared.crypto import open_sealed
+from shared.domain_events import (
+    RETENTION_EVENTS_TOPIC,
+    ArtifactDeletedData,
+    HoldChangedData,
+    parse_domain_event,
+)
 from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
 from shared.keystore import DataKey
 from shared.policy import load_policies
@@ -359,6 +365,37 @@ async def test_a_hold_keeps_what_is_due_and_its_lift_lets_it_go(env: Env, token_
 
         holds = await retention.get("/v1/holds", headers=auditor)
         assert any(h["hold_id"] == hold_id and not h["active"] for h in holds.json()["holds"])
+
+    # Recipients learn of each deletion and hold change from the retention events topic (through the outbox,
+    # committed with the change): one artifact_deleted per certificate, naming it, and no personal data.
+    certificate_ids = {
+        c["certificate_id"]
+        for c in listed.json()["certificates"]
+        if c["contact_ref"] in {str(held_ref), str(free_ref)}
+    }
+    topic = env.settings.topic(RETENTION_EVENTS_TOPIC)
+
+    async def announced() -> bool:
+        events = [parse_domain_event(r.value) for r in await read_topic(env.settings, topic)]
+        deleted = {
+            str(data.certificate_id)
+            for event, data in events
+            if isinstance(data, ArtifactDeletedData) and data.contact_ref in (held_ref, free_ref)
+        }
+        hold_changes = [
+            event.type
+            for event, data in events
+            if isinstance(data, HoldChangedData) and f"H-{data.hold_number}" == hold_id
+        ]
+        return deleted == certificate_ids and hold_changes == [
+            "retention.hold_placed",
+            "retention.hold_lifted",
+        ]
+
+    await eventually(announced, attempts=10)
+    raw = b"".join(r.value for r in await read_topic(env.settings, topic))
+    for secret in (held_id.encode(), free_id.encode(), b"Complaint under review", b"Hallintolaki"):
+        assert secret not in raw
 
 
 async def test_a_subject_hold_covers_every_contact_of_that_person(env: Env, token_for: Any) -> None:

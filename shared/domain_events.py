@@ -1,0 +1,97 @@
+"""Contracts of the events the services publish about their own state: retention, DSR and export.
+
+Contact events (shared.events) come from the platforms; these come from Sailo itself, through the outbox
+(shared.outbox), so a state change and its event commit together. Each travels in the envelope
+`{id, type, version, occurred_at, producer, correlation_id, data}`; `id` is the idempotency key a consumer
+tracks, since the outbox relay delivers at least once.
+
+They name contacts, holds, cases and loans by pseudonyms only (a contact's `contact_ref`, numbers Sailo draws):
+the topics are read by other services and by recipients' integrations, and carry no personal data.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Final, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from shared.events import Contract, RegisterId
+
+RETENTION_EVENTS_TOPIC: Final = "retention-events"
+"""Topic (after KAFKA_TOPIC_PREFIX) of deletions, redactions and hold changes; keyed by contact_ref or hold."""
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
+class ArtifactDeletedData(Contract):
+    """An artifact class of a contact is gone (crypto-shredded) or had its identifiers redacted.
+
+    Recipients that hold a copy (a research institute with a lent recording) must now destroy theirs; the
+    certificate is the proof on Sailo's side.
+    """
+
+    contact_ref: UUID
+    register_id: RegisterId = Field(alias="register")
+    artifact_class: Code
+    item: str = Field(max_length=40, description="'' for the whole class; a message's time for a redaction")
+    method: Literal["crypto-shredding", "redaction"]
+    reason: Code = Field(description="retention_expired, or the DSR ground that erased it")
+    certificate_id: UUID
+    policy_version: str = Field(max_length=40)
+    due_at: AwareDatetime
+    done_at: AwareDatetime
+
+
+class HoldChangedData(Contract):
+    """A legal hold placed or lifted. The target is named only where it is already a pseudonym, and the reason
+    and legal reference (free text a person typed) stay behind the retention API."""
+
+    hold_number: int = Field(ge=1)
+    scope: Literal["contact", "case", "subject", "register"]
+    contact_ref: UUID | None = Field(default=None, description="for a hold on one contact")
+    register_id: RegisterId | None = Field(default=None, alias="register")
+    ends_on: date | None = None
+
+
+EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
+    ("retention.artifact_deleted", 1): ArtifactDeletedData,
+    ("retention.hold_placed", 1): HoldChangedData,
+    ("retention.hold_lifted", 1): HoldChangedData,
+}
+"""(type, version) -> the model of `data`. A consumer refuses (dead-letters) what is not here."""
+
+
+class DomainEvent(Contract):
+    id: UUID
+    type: str = Field(max_length=64)
+    version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    producer: Code
+    correlation_id: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any]
+
+    def payload(self) -> Contract:
+        """`data` as its typed contract (raises KeyError for an unknown type, ValidationError for bad data)."""
+        return EVENT_DATA[self.type, self.version].model_validate(self.data)
+
+
+DOMAIN_EVENT_ADAPTER: Final = TypeAdapter(DomainEvent)
+
+
+def parse_domain_event(raw: bytes | str | dict[str, Any]) -> tuple[DomainEvent, Contract]:
+    """The envelope and its typed data; ValueError (ValidationError or unknown type) for anything else."""
+    event = DomainEvent.model_validate(raw) if isinstance(raw, dict) else DomainEvent.model_validate_json(raw)
+    try:
+        return event, event.payload()
+    except KeyError:
+        raise ValueError(f"unknown event type {event.type} v{event.version}") from None
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The published contracts of the domain events, keyed by file name under schemas/."""
+    schemas = {"domain-event.v1.json": DomainEvent.model_json_schema()}
+    for (event_type, version), model in EVENT_DATA.items():
+        schemas[f"{event_type}.v{version}.json"] = model.model_json_schema()
+    return schemas

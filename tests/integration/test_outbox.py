@@ -1,0 +1,164 @@
+"""The domain-event outbox on real PostgreSQL and a real broker: an event leaves only with its committed state
+change, in order, and a relay killed between publishing and deleting repeats exactly the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from shared.db import create_engine, create_sessionmaker, upgrade_async
+from shared.domain_events import DomainEvent, HoldChangedData, parse_domain_event
+from shared.kafka import create_producer
+from shared.outbox import OutboxEvent, OutboxRelay, enqueue, envelope
+from shared.settings import Settings
+from tests.conftest import Infrastructure, plain_dsn
+from tests.integration.conftest import read_topic
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "outbox-test"
+
+
+@pytest.fixture
+async def outbox_settings(infrastructure: Infrastructure, settings: Settings) -> AsyncIterator[Settings]:
+    """A database of its own, so no other test's relay publishes these rows first."""
+    name = f"sailo_outbox_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base, _, _ = infrastructure.database_url.rpartition("/")
+    own = settings.model_copy(
+        update={
+            "database_url": f"{base}/{name}",
+            "kafka_topic_prefix": f"sailo-outbox-{uuid.uuid4().hex[:8]}.",
+        }
+    )
+    await upgrade_async(own)
+    try:
+        yield own
+    finally:
+        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _hold_event(number: int) -> DomainEvent:
+    return envelope(
+        "retention.hold_placed",
+        {"hold_number": number, "scope": "register", "register": "statfi-chat"},
+        producer="retention",
+        occurred_at=datetime.now(UTC),
+    )
+
+
+async def _enqueue(settings: Settings, numbers: range, *, commit: bool) -> None:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            transaction = await session.begin()
+            for number in numbers:
+                await enqueue(session, topic=TOPIC, key=f"H-{number}", event=_hold_event(number))
+            await (transaction.commit() if commit else transaction.rollback())
+    finally:
+        await engine.dispose()
+
+
+async def _published(settings: Settings) -> list[tuple[int, str, int]]:
+    """(partition, event id, hold number) of every message on the topic, partition by partition in offset
+    order."""
+    out = []
+    messages = await read_topic(settings, settings.topic(TOPIC))
+    for message in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        event, data = parse_domain_event(message.value)
+        assert isinstance(data, HoldChangedData)
+        assert message.key == f"H-{data.hold_number}".encode()
+        out.append((message.partition, str(event.id), data.hold_number))
+    return out
+
+
+async def _outbox_rows(settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return int(await session.scalar(select(func.count()).select_from(OutboxEvent)) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def test_only_committed_events_leave_and_each_once_in_order(outbox_settings: Settings) -> None:
+    await _enqueue(outbox_settings, range(1, 51), commit=True)
+    await _enqueue(outbox_settings, range(1000, 1010), commit=False)  # rolled back: must never appear
+    engine = create_engine(outbox_settings)
+    producer = create_producer(outbox_settings, client_id="outbox-test")
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            settings=outbox_settings, sessionmaker=create_sessionmaker(engine), producer=producer
+        )
+        assert await relay.tick() == 50
+        assert await relay.tick() == 0  # nothing left: nothing sent twice
+    finally:
+        await producer.stop()
+        await engine.dispose()
+    published = await _published(outbox_settings)
+    assert sorted(number for _, _, number in published) == list(range(1, 51))
+    assert len({event_id for _, event_id, _ in published}) == 50
+    for partition in {partition for partition, _, _ in published}:
+        numbers = [number for p, _, number in published if p == partition]
+        assert numbers == sorted(numbers)  # each partition in the outbox's order
+    assert await _outbox_rows(outbox_settings) == 0
+
+
+async def test_a_relay_killed_after_publishing_repeats_the_same_events_and_loses_none(
+    outbox_settings: Settings,
+) -> None:
+    await _enqueue(outbox_settings, range(1, 21), commit=True)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": outbox_settings.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": outbox_settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": outbox_settings.kafka_topic_prefix,
+        "KAFKA_ENABLE_IDEMPOTENCE": str(outbox_settings.kafka_enable_idempotence).lower(),
+        "SAILO_FAULTS": "outbox.after_publish:1",
+    }
+    killed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.integration.relay_once"],
+        cwd=Path(__file__).parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    assert await _outbox_rows(outbox_settings) == 20  # published, but not yet deleted
+
+    # The next relay (any process) publishes them again, with the same ids, then clears the outbox.
+    restarted = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.integration.relay_once"],
+        cwd=Path(__file__).parents[2],
+        env={**environment, "SAILO_FAULTS": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert await _outbox_rows(outbox_settings) == 0
+    published = await _published(outbox_settings)
+    assert len(published) == 40
+    # Each event twice, with the same id: a repeat of the very same events, which a consumer's tracking row
+    # absorbs; none missing.
+    assert set(collections.Counter(published).values()) == {2}
+    assert sorted(number for _, _, number in set(published)) == list(range(1, 21))
