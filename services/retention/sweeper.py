@@ -37,6 +37,7 @@ from shared.clock import Clock
 from shared.crypto import open_sealed, seal
 from shared.domain_events import RETENTION_EVENTS_TOPIC
 from shared.faults import fault_point
+from shared.ids import uuid7s
 from shared.keystore import KeyStore
 from shared.logging import get_logger
 from shared.policy import PolicyRegistry
@@ -131,7 +132,8 @@ _SHRED = text(
     " LEFT JOIN messages_folded AS m USING (contact_ref, artifact_class)"
     " LEFT JOIN artifacts_folded AS a USING (contact_ref, artifact_class)"
 )
-# The certificate id is drawn by the database (random, like uuid4) and done_at is the batch's time.
+# Certificate ids are version-7 UUIDs (shared.ids: time-ordered, so inserts append to the index); done_at is the
+# batch's time.
 _CERTIFICATE_COLUMNS = {
     "contact_ref": "uuid",
     "register": "varchar",
@@ -146,25 +148,35 @@ _CERTIFICATE_COLUMNS = {
     "items": "integer",
     "method": "varchar",
 }
-# Certificates, the items marked done and the artifact-deleted events (shared.domain_events: the envelope and
-# ArtifactDeletedData, built here so a batch of 500 costs one round trip) in one statement: the outbox row
-# commits with the deletion it announces.
-_CERTIFY = text(
-    "WITH certified AS (INSERT INTO retention.certificates"  # noqa: S608
-    f" (certificate_id, done_at, {', '.join(_CERTIFICATE_COLUMNS)})"
-    " SELECT gen_random_uuid(), CAST(:done_at AS timestamptz), * FROM unnest("
+_INSERT_CERTIFICATES = text(
+    f"INSERT INTO retention.certificates (certificate_id, {', '.join(_CERTIFICATE_COLUMNS)}, done_at)"  # noqa: S608
+    " SELECT *, CAST(:done_at AS timestamptz) FROM unnest(CAST(:certificate_id AS uuid[]), "
     + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _CERTIFICATE_COLUMNS.items())
-    + ") RETURNING *),"
-    " marked AS (UPDATE retention.schedule AS t SET state = 'done' FROM certified AS c"
-    " WHERE t.contact_ref = c.contact_ref AND t.artifact_class = c.artifact_class AND t.item = c.item)"
-    " INSERT INTO outbox.events (topic, key, event)"
+    + ")"
+)
+_ITEMS = (
+    "unnest(CAST(:contact_ref AS uuid[]), CAST(:artifact_class AS varchar[]), CAST(:item AS varchar[]))"
+    " AS d(contact_ref, artifact_class, item)"
+)
+_MARK_DONE = text(
+    f"UPDATE retention.schedule AS t SET state = 'done' FROM {_ITEMS}"  # noqa: S608
+    f" WHERE {_OF_PAIRS} AND t.item = d.item"
+)
+# The artifact-deleted events (shared.domain_events: the envelope and ArtifactDeletedData), built here so a batch
+# costs one statement; they commit with the deletions they announce.
+_ANNOUNCE = text(
+    "INSERT INTO outbox.events (topic, key, event)"
     " SELECT CAST(:topic AS varchar), CAST(c.contact_ref AS varchar), jsonb_build_object("
-    "'id', gen_random_uuid(), 'type', 'retention.artifact_deleted', 'version', 1, 'occurred_at', c.done_at,"
-    " 'producer', 'retention', 'correlation_id', NULL, 'data', jsonb_build_object("
-    "'contact_ref', c.contact_ref, 'register', c.register, 'artifact_class', c.artifact_class, 'item', c.item,"
-    " 'method', c.method, 'reason', CAST(:reason AS varchar), 'certificate_id', c.certificate_id,"
-    " 'policy_version', c.policy_version, 'due_at', c.due_at, 'done_at', c.done_at))"
-    " FROM certified AS c"
+    "'id', gen_random_uuid(), 'type', 'retention.artifact_deleted', 'version', 1,"
+    " 'occurred_at', CAST(:done_at AS timestamptz), 'producer', 'retention', 'correlation_id', NULL,"
+    " 'data', jsonb_build_object('contact_ref', c.contact_ref, 'register', c.register,"
+    " 'artifact_class', c.artifact_class, 'item', c.item, 'method', c.method, 'reason', CAST(:reason AS varchar),"
+    " 'certificate_id', c.certificate_id, 'policy_version', c.policy_version, 'due_at', c.due_at,"
+    " 'done_at', CAST(:done_at AS timestamptz)))"
+    " FROM unnest(CAST(:certificate_id AS uuid[]), CAST(:contact_ref AS uuid[]), CAST(:register AS varchar[]),"
+    " CAST(:artifact_class AS varchar[]), CAST(:item AS varchar[]), CAST(:method AS varchar[]),"
+    " CAST(:policy_version AS varchar[]), CAST(:due_at AS timestamptz[]))"
+    " AS c(certificate_id, contact_ref, register, artifact_class, item, method, policy_version, due_at)"
 )
 _LOCK_CONTACTS = text(
     "SELECT contact_ref FROM retention.contact_facts WHERE contact_ref = ANY(CAST(:refs AS uuid[]))"
@@ -339,9 +351,29 @@ class Sweeper:
             counts[item.artifact_class, method] += 1
         for (artifact_class, method), count in counts.items():
             DELETED.labels(artifact_class=artifact_class, method=method).inc(count)
+        ids = uuid7s(len(done))
+        await session.execute(_INSERT_CERTIFICATES, {"done_at": now, "certificate_id": ids, **columns})
+        await session.execute(_MARK_DONE, columns)
         await session.execute(
-            _CERTIFY,
-            {"done_at": now, "topic": RETENTION_EVENTS_TOPIC, "reason": RETENTION_EXPIRED, **columns},
+            _ANNOUNCE,
+            {
+                "topic": RETENTION_EVENTS_TOPIC,
+                "reason": RETENTION_EXPIRED,
+                "done_at": now,
+                "certificate_id": ids,
+                **{
+                    name: columns[name]
+                    for name in (
+                        "contact_ref",
+                        "register",
+                        "artifact_class",
+                        "item",
+                        "method",
+                        "policy_version",
+                    )
+                },
+                "due_at": columns["due_at"],
+            },
         )
 
     async def _delete(self, session: AsyncSession, items: Sequence[Claimed]) -> list[tuple[int, str]]:
