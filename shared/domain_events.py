@@ -22,6 +22,10 @@ from shared.events import Contract, RegisterId
 RETENTION_EVENTS_TOPIC: Final = "retention-events"
 """Topic (after KAFKA_TOPIC_PREFIX) of deletions, redactions and hold changes; keyed by contact_ref or hold."""
 
+DSR_EVENTS_TOPIC: Final = "dsr-events"
+"""Topic of data-subject request steps; keyed by request id. Retention acts on restrictions and erasures, export
+tells the recipients of lent items (GDPR Art. 19)."""
+
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 
 
@@ -55,10 +59,51 @@ class HoldChangedData(Contract):
     ends_on: date | None = None
 
 
+CaseNumber = Annotated[str, Field(pattern=r"^DSR-[0-9]{4}-[0-9]{6}$")]
+
+
+class RequestChangedData(Contract):
+    """A data-subject request moved to another status (received, identity_verified, in_progress, extended,
+    awaiting_requester, completed, partially_granted, refused, withdrawn)."""
+
+    request_id: UUID
+    case_number: CaseNumber
+    request_type: Code
+    status: Code
+    previous_status: Code | None = None
+    registers: list[RegisterId]
+    last_day: date
+
+
+class DeadlineData(Contract):
+    """A request's last day is near (reminder) or has passed unanswered (overdue)."""
+
+    request_id: UUID
+    case_number: CaseNumber
+    status: Code
+    last_day: date
+
+
+class RequestContactsData(Contract):
+    """A decision that acts on the requester's contacts: restricted or restriction lifted (Art. 18), erased
+    (Art. 17, or an objection upheld under Art. 21), rectified (Art. 16). Holders of copies are told (Art. 19)."""
+
+    request_id: UUID
+    case_number: CaseNumber
+    ground: Code = Field(description="e.g. art18_1_a, art17_1_c, art16")
+    contact_refs: list[UUID]
+
+
 EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
     ("retention.artifact_deleted", 1): ArtifactDeletedData,
     ("retention.hold_placed", 1): HoldChangedData,
     ("retention.hold_lifted", 1): HoldChangedData,
+    ("dsr.request_changed", 1): RequestChangedData,
+    ("dsr.deadline_reminder", 1): DeadlineData,
+    ("dsr.deadline_overdue", 1): DeadlineData,
+    ("dsr.restriction_applied", 1): RequestContactsData,
+    ("dsr.restriction_lifted", 1): RequestContactsData,
+    ("dsr.erasure_decided", 1): RequestContactsData,
 }
 """(type, version) -> the model of `data`. A consumer refuses (dead-letters) what is not here."""
 

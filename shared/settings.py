@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     # The domain-event outbox (shared.outbox) is looked at this often when it was empty last time.
     outbox_relay_interval_seconds: float = Field(default=0.2, gt=0, le=60)
 
+    # Data-subject requests: an access package can be downloaded for this many days, then it is destroyed; the
+    # caseworker is reminded this many working days before a request's last day; the deadline watch runs at the
+    # interval (reminders, overdue events, expired packages).
+    dsr_package_days: int = Field(default=30, ge=1, le=365)
+    dsr_reminder_working_days: int = Field(default=5, ge=0, le=20)
+    dsr_watch_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+
     @field_validator("key_encryption_key")
     @classmethod
     def _kek_is_256_bits(cls, value: SecretStr) -> SecretStr:

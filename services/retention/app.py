@@ -13,11 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.retention.api import router
+from services.retention.requests import RequestHandler
 from services.retention.schedule import ScheduleHandler
 from services.retention.sweeper import Sweeper
 from shared.blobstore import create_blob_store
 from shared.clock import Clock
 from shared.crypto import BlindIndex
+from shared.domain_events import DSR_EVENTS_TOPIC
 from shared.events import CONTACT_EVENTS_TOPIC
 from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.keystore import KeyStore
@@ -29,6 +31,7 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 SCHEDULER_GROUP = "retention-scheduler"
+REQUESTS_GROUP = "retention-requests"
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: bool = True) -> FastAPI:
@@ -61,8 +64,23 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             batch_size=settings.retention_sweep_batch,
         )
         app.state.sweeper = sweeper
+        # The DSR service's decisions: holds for restrictions on grounds (c) and (d), and erasures.
+        requests_topic = settings.topic(DSR_EVENTS_TOPIC)
+        await ensure_topics(settings, [requests_topic, requests_topic + DLQ_SUFFIX])
+        requests = ConsumerLoop(
+            settings=settings,
+            sessionmaker=rt.sessionmaker,
+            producer=rt.producer,
+            topics=[requests_topic],
+            group=REQUESTS_GROUP,
+            handler=RequestHandler(rt.clock),
+        )
         await scheduler.start()
-        tasks = [asyncio.create_task(scheduler.run(), name="consumer:retention-scheduler")]
+        await requests.start()
+        tasks = [
+            asyncio.create_task(scheduler.run(), name="consumer:retention-scheduler"),
+            asyncio.create_task(requests.run(), name="consumer:retention-requests"),
+        ]
         if run_sweeper:
             tasks.append(
                 asyncio.create_task(sweeper.run(settings.retention_sweep_interval_seconds), name="sweeper")
@@ -73,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         finally:
             sweeper.stop()
             await scheduler.stop()
+            await requests.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

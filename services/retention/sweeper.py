@@ -62,6 +62,7 @@ SERVICE = "retention"
 CRYPTO_SHREDDING = "crypto-shredding"
 REDACTION = "redaction"
 RETENTION_EXPIRED = "retention_expired"
+ERASURE_REQUEST = "erasure_request"
 
 
 class Claimed(NamedTuple):
@@ -170,13 +171,13 @@ _ANNOUNCE = text(
     "'id', gen_random_uuid(), 'type', 'retention.artifact_deleted', 'version', 1,"
     " 'occurred_at', CAST(:done_at AS timestamptz), 'producer', 'retention', 'correlation_id', NULL,"
     " 'data', jsonb_build_object('contact_ref', c.contact_ref, 'register', c.register,"
-    " 'artifact_class', c.artifact_class, 'item', c.item, 'method', c.method, 'reason', CAST(:reason AS varchar),"
+    " 'artifact_class', c.artifact_class, 'item', c.item, 'method', c.method, 'reason', c.reason,"
     " 'certificate_id', c.certificate_id, 'policy_version', c.policy_version, 'due_at', c.due_at,"
     " 'done_at', CAST(:done_at AS timestamptz)))"
     " FROM unnest(CAST(:certificate_id AS uuid[]), CAST(:contact_ref AS uuid[]), CAST(:register AS varchar[]),"
     " CAST(:artifact_class AS varchar[]), CAST(:item AS varchar[]), CAST(:method AS varchar[]),"
-    " CAST(:policy_version AS varchar[]), CAST(:due_at AS timestamptz[]))"
-    " AS c(certificate_id, contact_ref, register, artifact_class, item, method, policy_version, due_at)"
+    " CAST(:policy_version AS varchar[]), CAST(:due_at AS timestamptz[]), CAST(:reason AS varchar[]))"
+    " AS c(certificate_id, contact_ref, register, artifact_class, item, method, policy_version, due_at, reason)"
 )
 _LOCK_CONTACTS = text(
     "SELECT contact_ref FROM retention.contact_facts WHERE contact_ref = ANY(CAST(:refs AS uuid[]))"
@@ -358,7 +359,11 @@ class Sweeper:
             _ANNOUNCE,
             {
                 "topic": RETENTION_EVENTS_TOPIC,
-                "reason": RETENTION_EXPIRED,
+                # Erasures requested by a data subject (services.retention.requests) say so; the rest expired.
+                "reason": [
+                    ERASURE_REQUEST if trigger == ERASURE_REQUEST else RETENTION_EXPIRED
+                    for trigger in columns["trigger"]
+                ],
                 "done_at": now,
                 "certificate_id": ids,
                 **{

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # Each import registers its tables on the metadata.
+import services.dsr.models
 import services.export.models
 import services.ingest.models
 import services.retention.models  # noqa: F401

@@ -1,0 +1,201 @@
+"""Answering a request: the decision per register, carrying it out, and the reply letter.
+
+Access builds the package (services.dsr.package) from the confirmed contacts of the registers that grant it, or
+answers "we hold no data about you"; restriction marks the contacts restricted; erasure and an upheld objection
+hand the contacts to retention's deletion path (the dsr.erasure_decided event: retention deletes them at its
+next sweep and certifies each deletion). Every refusal carries its legal ground into the reply.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dsr import letters
+from services.dsr.deadlines import HELSINKI
+from services.dsr.models import Candidate, Package, Request
+from services.dsr.package import build_access_package
+from services.dsr.rights import RegisterRight
+from services.dsr.service import (
+    StepRefused,
+    confirmed_contacts,
+    contacts_event,
+    decisions_for,
+    move,
+    require_verified,
+    restrict,
+)
+from shared.blobstore import BlobStore
+from shared.crypto import generate_data_key, wrap_data_key
+from shared.keystore import KeyStore
+from shared.policy import PolicyRegistry, PolicyVersion, RightName
+
+ANSWERABLE: Final = ("in_progress", "extended", "awaiting_requester")
+
+
+def package_key_context(package_id: UUID) -> bytes:
+    return f"sailo-dsr-package:{package_id}".encode()
+
+
+def _context(request: Request, now: datetime) -> letters.LetterContext:
+    return letters.LetterContext(
+        case_number=request.case_number,
+        received_on=request.received_at.astimezone(HELSINKI).date(),
+        dated=now.astimezone(HELSINKI).date(),
+        last_day=request.last_day,
+    )
+
+
+def _letter_decisions(decided: list[RegisterRight]) -> list[letters.RegisterDecision]:
+    return [
+        letters.RegisterDecision(
+            version=d.version,
+            outcome=letters.Outcome.GRANTED if d.outcome == "granted" else letters.Outcome.REFUSED,
+        )
+        for d in decided
+    ]
+
+
+async def answer(
+    session: AsyncSession,
+    request: Request,
+    *,
+    keystore: KeyStore,
+    blobs: BlobStore,
+    kek: bytes,
+    policies: PolicyRegistry,
+    conditions_met: dict[str, bool],
+    package_days: int,
+    by: UUID,
+    role: str,
+    now: datetime,
+) -> Package | None:
+    """Decide, carry out, write the reply and close the request. Returns the access package, if one was made."""
+    require_verified(request)
+    if request.status not in ANSWERABLE:
+        raise StepRefused("status", f"a {request.status} request cannot be answered")
+    pending = await session.scalar(
+        select(func.count())
+        .select_from(Candidate)
+        .where(Candidate.request_id == request.request_id, Candidate.decision == "pending")
+    )
+    if pending:
+        raise StepRefused("candidates", f"{pending} candidate contact(s) still to be confirmed or rejected")
+    right = RightName(request.request_type)
+    if right is RightName.RECTIFICATION:
+        raise StepRefused("request_type", "rectification is answered through the rectification step")
+    decided = decisions_for(policies, request, conditions_met=conditions_met, now=now)
+    request.decisions = [d.as_record() for d in decided]
+    granted = {d.register for d in decided if d.outcome == "granted"}
+    contacts = [c for c in await confirmed_contacts(session, request) if c.register in granted]
+    refs = [c.contact_ref for c in contacts]
+    context = _context(request, now)
+    package: Package | None = None
+    if right is RightName.ACCESS and granted:
+        if contacts:
+            package, reply = await _build_package(
+                session,
+                request,
+                contacts,
+                keystore=keystore,
+                blobs=blobs,
+                kek=kek,
+                policies=policies,
+                package_days=package_days,
+                context=context,
+                now=now,
+            )
+        else:
+            reply = letters.no_data_letter(
+                context, [d.version for d in decided if d.outcome == "granted"], request=RightName.ACCESS
+            )
+        refused = [d for d in decided if d.outcome != "granted"]
+        if refused:
+            reply += "\n\n" + letters.decision_letter(context, right, _letter_decisions(refused))
+    else:
+        if right is RightName.RESTRICTION and refs:
+            await restrict(session, request, refs, now=now)
+        elif right in (RightName.ERASURE, RightName.OBJECTION) and refs:
+            await contacts_event(
+                session,
+                request,
+                "dsr.erasure_decided",
+                ground="art17_1" if right is RightName.ERASURE else "art21_1",
+                contact_refs=refs,
+                now=now,
+            )
+        reply = letters.decision_letter(context, right, _letter_decisions(decided))
+    request.reply = reply
+    outcomes = {d.outcome for d in decided}
+    status = (
+        "completed"
+        if outcomes == {"granted"}
+        else "refused"
+        if outcomes == {"refused"}
+        else "partially_granted"
+    )
+    await move(session, request, status, by=by, role=role, now=now, reason=f"answered_{status}")
+    return package
+
+
+async def _build_package(
+    session: AsyncSession,
+    request: Request,
+    contacts: list[Candidate],
+    *,
+    keystore: KeyStore,
+    blobs: BlobStore,
+    kek: bytes,
+    policies: PolicyRegistry,
+    package_days: int,
+    context: letters.LetterContext,
+    now: datetime,
+) -> tuple[Package, str]:
+    """The package and its cover letter."""
+    # The notice versions that governed each contact, register by register: their Art. 15(1) information is
+    # what applies to that data.
+    versions: dict[str, dict[str, PolicyVersion]] = {}
+    for contact in contacts:
+        version = policies.version_at(contact.register, contact.started_at) or policies.latest(
+            contact.register
+        )
+        versions.setdefault(contact.register, {})[version.version] = version
+    findings = [
+        letters.RegisterFindings(versions=tuple(sorted(by_id.values(), key=lambda v: v.effective_from)))
+        for _, by_id in sorted(versions.items())
+    ]
+
+    def cover(contents: letters.PackageContents) -> str:
+        return letters.cover_letter(context, findings, contents)
+
+    package_id = uuid.uuid4()
+    package_key = generate_data_key()
+    blob_key = f"dsr-packages/{request.request_id}/{package_id}.zip.enc"
+    info = await build_access_package(
+        session,
+        keystore=keystore,
+        blobs=blobs,
+        contact_refs=[c.contact_ref for c in contacts],
+        cover_letter=cover,
+        package_key=package_key,
+        blob_key=blob_key,
+        case_number=request.case_number,
+    )
+    package = Package(
+        package_id=package_id,
+        request_id=request.request_id,
+        blob_key=blob_key,
+        wrapped_key=wrap_data_key(kek, package_key, context=package_key_context(package_id)),
+        size=info.size,
+        sha256=info.sha256,
+        created_at=now,
+        expires_at=now + timedelta(days=package_days),
+    )
+    session.add(package)
+    await session.flush()
+    return package, cover(info.contents)

@@ -1,0 +1,155 @@
+"""The deadline watch: reminders ahead of a request's last day, an overdue event when it passes unanswered, and
+the destruction of access packages whose download time is over.
+
+Each round is one transaction per kind of work, with rows locked (SKIP LOCKED), so several DSR instances can
+run it and each reminder, overdue event and package destruction still happens once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.dsr.deadlines import HELSINKI, reminder_at, statutory_deadline
+from services.dsr.models import Package, Request
+from services.dsr.service import OPEN_STATUSES, SERVICE, audit_step, lift_restriction
+from shared.auditlog import SYSTEM_ROLE, system_actor
+from shared.blobstore import BlobStore
+from shared.clock import Clock
+from shared.domain_events import DSR_EVENTS_TOPIC
+from shared.logging import get_logger
+from shared.outbox import enqueue, envelope
+
+log = get_logger(__name__)
+# Requests whose last day is further off than this cannot be due for a reminder yet (20 working days at most).
+_LOOKAHEAD: Final = timedelta(days=40)
+
+
+class DeadlineWatch:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        blobs: BlobStore,
+        clock: Clock,
+        reminder_working_days: int,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.blobs = blobs
+        self.clock = clock
+        self.reminder_working_days = reminder_working_days
+        self._stopping = asyncio.Event()
+
+    async def run(self, interval_seconds: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:  # the next round tries again; each step is its own transaction
+                log.warning("dsr.watch_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def tick(self) -> tuple[int, int, int]:
+        """(reminders, overdue events, packages destroyed) of this round."""
+        now = self.clock.now()
+        reminders, overdue = await self._deadlines(now)
+        await self._lifts(now)
+        destroyed = await self._expired_packages(now)
+        return reminders, overdue, destroyed
+
+    async def _lifts(self, now: datetime) -> int:
+        """Lift the restrictions whose day has come (the requester was told when the day was set)."""
+        today = now.astimezone(HELSINKI).date()
+        async with self.sessionmaker() as session, session.begin():
+            due = (
+                await session.scalars(
+                    select(Request)
+                    .where(Request.restriction_lifts_on <= today, Request.restriction_lifted_at.is_(None))
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for request in due:
+                await lift_restriction(session, request, by=system_actor(SERVICE), role=SYSTEM_ROLE, now=now)
+        return len(due)
+
+    async def _deadlines(self, now: datetime) -> tuple[int, int]:
+        reminders = overdue = 0
+        horizon = (now + _LOOKAHEAD).astimezone(HELSINKI).date()
+        async with self.sessionmaker() as session, session.begin():
+            requests = (
+                await session.scalars(
+                    select(Request)
+                    .where(
+                        Request.status.in_(sorted(OPEN_STATUSES)),
+                        Request.last_day <= horizon,
+                        (Request.reminded_at.is_(None)) | (Request.overdue_at.is_(None)),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            actor = system_actor(SERVICE)
+            for request in requests:
+                deadline = statutory_deadline(request.received_at, extension_months=request.extension_months)
+                if request.overdue_at is None and now >= deadline.ends_at:
+                    request.overdue_at = now
+                    # Past the last day a reminder of it would come too late: the overdue event replaces it.
+                    request.reminded_at = request.reminded_at or now
+                    await self._announce(session, request, "dsr.deadline_overdue", now)
+                    await audit_step(session, request, by=actor, role=SYSTEM_ROLE, now=now, reason="overdue")
+                    overdue += 1
+                elif request.reminded_at is None and now >= reminder_at(
+                    deadline, working_days_before=self.reminder_working_days
+                ):
+                    request.reminded_at = now
+                    await self._announce(session, request, "dsr.deadline_reminder", now)
+                    reminders += 1
+        if reminders or overdue:
+            log.info("dsr.deadlines_watched", reminders=reminders, overdue=overdue)
+        return reminders, overdue
+
+    @staticmethod
+    async def _announce(session: AsyncSession, request: Request, event_type: str, now: datetime) -> None:
+        await enqueue(
+            session,
+            topic=DSR_EVENTS_TOPIC,
+            key=request.request_id,
+            event=envelope(
+                event_type,
+                {
+                    "request_id": request.request_id,
+                    "case_number": request.case_number,
+                    "status": request.status,
+                    "last_day": request.last_day,
+                },
+                producer=SERVICE,
+                occurred_at=now,
+            ),
+        )
+
+    async def _expired_packages(self, now: datetime) -> int:
+        """Destroy packages past their download time: the key first (the blob is unreadable from then on),
+        then the blob."""
+        async with self.sessionmaker() as session, session.begin():
+            packages = (
+                await session.scalars(
+                    select(Package)
+                    .where(Package.deleted_at.is_(None), Package.expires_at <= now)
+                    .with_for_update(skip_locked=True)
+                    .limit(100)
+                )
+            ).all()
+            for package in packages:
+                package.wrapped_key = None
+                package.deleted_at = now
+            blob_keys = [package.blob_key for package in packages]
+        for blob_key in blob_keys:
+            await self.blobs.delete(blob_key)
+        return len(blob_keys)
