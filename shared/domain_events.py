@@ -86,7 +86,7 @@ class DeadlineData(Contract):
 
 class RequestContactsData(Contract):
     """A decision that acts on the requester's contacts: restricted or restriction lifted (Art. 18), erased
-    (Art. 17, or an objection upheld under Art. 21), rectified (Art. 16). Holders of copies are told (Art. 19)."""
+    (Art. 17, or an objection upheld under Art. 21). Holders of copies are told (Art. 19)."""
 
     request_id: UUID
     case_number: CaseNumber
