@@ -7,7 +7,7 @@ transaction. Who may call each route is in shared/authorization.yaml.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -128,6 +128,22 @@ def _refused(exc: service.StepRefused) -> ApiError:
     return ApiError.field(409, exc.field, exc.reason, title="Step not allowed")
 
 
+Step = Callable[[AsyncSession, DsrRequest, UUID, str, datetime], Awaitable[None]]
+
+
+async def _step(request: Request, principal: Principal, request_id: UUID, act: Step) -> RequestRead:
+    """Load and lock the request, take one step (actor, role and time given), commit, show the request."""
+    now = _now(request)
+    async with runtime(request).sessionmaker() as session:
+        dsr = await _load(request, session, principal, request_id)
+        try:
+            await act(session, dsr, _actor(request, principal), principal.role.value, now)
+        except service.StepRefused as exc:
+            raise _refused(exc) from None
+        await session.commit()
+        return await _read(session, dsr, now)
+
+
 # -- the queue --------------------------------------------------------------------------------------------
 
 
@@ -177,6 +193,17 @@ async def create_request(request: Request, principal: Authorized) -> RequestRead
         return await _read(session, dsr, now)
 
 
+# Days as the calendar writes them: a plain date parser would also take a number as seconds since 1970.
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _day(field: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError.field(422, field, "not a calendar day (YYYY-MM-DD)") from None
+
+
 def _cursor(value: str | None) -> tuple[date, str] | None:
     if value is None:
         return None
@@ -198,8 +225,12 @@ async def list_requests(
     principal: Authorized,
     status: Annotated[str | None, Query(max_length=24, pattern=r"^[a-z_]+$")] = None,
     request_type: Annotated[str | None, Query(max_length=20, pattern=r"^[a-z_]+$")] = None,
-    due_before: Annotated[date | None, Query(description="last day on or before")] = None,
-    due_after: Annotated[date | None, Query(description="last day on or after")] = None,
+    due_before: Annotated[
+        str | None, Query(description="last day on or before (YYYY-MM-DD)", pattern=_DAY)
+    ] = None,
+    due_after: Annotated[
+        str | None, Query(description="last day on or after (YYYY-MM-DD)", pattern=_DAY)
+    ] = None,
     open_only: Annotated[bool, Query(description="only requests still to be answered")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -211,9 +242,9 @@ async def list_requests(
     if request_type is not None:
         query = query.where(DsrRequest.request_type == request_type)
     if due_before is not None:
-        query = query.where(DsrRequest.last_day <= due_before)
+        query = query.where(DsrRequest.last_day <= _day("due_before", due_before))
     if due_after is not None:
-        query = query.where(DsrRequest.last_day >= due_after)
+        query = query.where(DsrRequest.last_day >= _day("due_after", due_after))
     if open_only:
         query = query.where(DsrRequest.status.in_(sorted(service.OPEN_STATUSES)))
     if after is not None:
@@ -278,22 +309,11 @@ async def get_request(request: Request, request_id: UUID, principal: Authorized)
 )
 async def verify_identity(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
     body = await json_body(request, IdentityVerification)
-    now = _now(request)
-    async with runtime(request).sessionmaker() as session:
-        dsr = await _load(request, session, principal, request_id)
-        try:
-            await service.verify_identity(
-                session,
-                dsr,
-                method=body.method,
-                by=_actor(request, principal),
-                role=principal.role.value,
-                now=now,
-            )
-        except service.StepRefused as exc:
-            raise _refused(exc) from None
-        await session.commit()
-        return await _read(session, dsr, now)
+
+    async def act(session: AsyncSession, dsr: DsrRequest, by: UUID, role: str, now: datetime) -> None:
+        await service.verify_identity(session, dsr, method=body.method, by=by, role=role, now=now)
+
+    return await _step(request, principal, request_id, act)
 
 
 def _candidate(candidate: Candidate) -> CandidateRead:
@@ -428,25 +448,13 @@ async def extend(request: Request, request_id: UUID, principal: Authorized) -> S
 )
 async def change_status(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
     body = await json_body(request, StatusChange)
-    now = _now(request)
-    async with runtime(request).sessionmaker() as session:
-        dsr = await _load(request, session, principal, request_id)
-        try:
-            if body.status == "refused" and dsr.identity_verified_at is not None:
-                raise service.StepRefused("status", "a verified request is refused through its answer")
-            await service.move(
-                session,
-                dsr,
-                body.status,
-                by=_actor(request, principal),
-                role=principal.role.value,
-                now=now,
-                reason=body.status,
-            )
-        except service.StepRefused as exc:
-            raise _refused(exc) from None
-        await session.commit()
-        return await _read(session, dsr, now)
+
+    async def act(session: AsyncSession, dsr: DsrRequest, by: UUID, role: str, now: datetime) -> None:
+        if body.status == "refused" and dsr.identity_verified_at is not None:
+            raise service.StepRefused("status", "a verified request is refused through its answer")
+        await service.move(session, dsr, body.status, by=by, role=role, now=now, reason=body.status)
+
+    return await _step(request, principal, request_id, act)
 
 
 @router.post(

@@ -182,6 +182,23 @@ async def move(
     await _changed(session, request, previous, by=by, role=role, now=now, reason=reason)
 
 
+async def announce(
+    session: AsyncSession, request: Request, event_type: str, data: dict[str, Any], *, now: datetime
+) -> None:
+    """An event about this request on the DSR topic, keyed by the request so its steps stay in order."""
+    await enqueue(
+        session,
+        topic=DSR_EVENTS_TOPIC,
+        key=request.request_id,
+        event=envelope(
+            event_type,
+            {"request_id": request.request_id, "case_number": request.case_number, **data},
+            producer=SERVICE,
+            occurred_at=now,
+        ),
+    )
+
+
 async def _changed(
     session: AsyncSession,
     request: Request,
@@ -196,24 +213,18 @@ async def _changed(
     """Every step: an audit entry (who, which request, why) and a request_changed event, in the step's
     transaction."""
     await audit_step(session, request, by=by, role=role, now=now, reason=reason, object_ids=object_ids)
-    await enqueue(
+    await announce(
         session,
-        topic=DSR_EVENTS_TOPIC,
-        key=request.request_id,
-        event=envelope(
-            "dsr.request_changed",
-            {
-                "request_id": request.request_id,
-                "case_number": request.case_number,
-                "request_type": request.request_type,
-                "status": request.status,
-                "previous_status": previous,
-                "registers": request.registers,
-                "last_day": request.last_day,
-            },
-            producer=SERVICE,
-            occurred_at=now,
-        ),
+        request,
+        "dsr.request_changed",
+        {
+            "request_type": request.request_type,
+            "status": request.status,
+            "previous_status": previous,
+            "registers": request.registers,
+            "last_day": request.last_day,
+        },
+        now=now,
     )
 
 
@@ -420,21 +431,8 @@ async def contacts_event(
     contact_refs: Sequence[UUID],
     now: datetime,
 ) -> None:
-    await enqueue(
-        session,
-        topic=DSR_EVENTS_TOPIC,
-        key=request.request_id,
-        event=envelope(
-            event_type,
-            {
-                "request_id": request.request_id,
-                "case_number": request.case_number,
-                "ground": ground,
-                "contact_refs": list(contact_refs),
-            },
-            producer=SERVICE,
-            occurred_at=now,
-        ),
+    await announce(
+        session, request, event_type, {"ground": ground, "contact_refs": list(contact_refs)}, now=now
     )
 
 

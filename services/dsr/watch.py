@@ -17,13 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dsr.deadlines import HELSINKI, reminder_at, statutory_deadline
 from services.dsr.models import Package, Request
-from services.dsr.service import OPEN_STATUSES, SERVICE, audit_step, lift_restriction
+from services.dsr.service import OPEN_STATUSES, SERVICE, announce, audit_step, lift_restriction
 from shared.auditlog import SYSTEM_ROLE, system_actor
 from shared.blobstore import BlobStore
 from shared.clock import Clock
-from shared.domain_events import DSR_EVENTS_TOPIC
 from shared.logging import get_logger
-from shared.outbox import enqueue, envelope
 
 log = get_logger(__name__)
 # Requests whose last day is further off than this cannot be due for a reminder yet (20 working days at most).
@@ -102,37 +100,18 @@ class DeadlineWatch:
                     request.overdue_at = now
                     # Past the last day a reminder of it would come too late: the overdue event replaces it.
                     request.reminded_at = request.reminded_at or now
-                    await self._announce(session, request, "dsr.deadline_overdue", now)
+                    await _announce_deadline(session, request, "dsr.deadline_overdue", now)
                     await audit_step(session, request, by=actor, role=SYSTEM_ROLE, now=now, reason="overdue")
                     overdue += 1
                 elif request.reminded_at is None and now >= reminder_at(
                     deadline, working_days_before=self.reminder_working_days
                 ):
                     request.reminded_at = now
-                    await self._announce(session, request, "dsr.deadline_reminder", now)
+                    await _announce_deadline(session, request, "dsr.deadline_reminder", now)
                     reminders += 1
         if reminders or overdue:
             log.info("dsr.deadlines_watched", reminders=reminders, overdue=overdue)
         return reminders, overdue
-
-    @staticmethod
-    async def _announce(session: AsyncSession, request: Request, event_type: str, now: datetime) -> None:
-        await enqueue(
-            session,
-            topic=DSR_EVENTS_TOPIC,
-            key=request.request_id,
-            event=envelope(
-                event_type,
-                {
-                    "request_id": request.request_id,
-                    "case_number": request.case_number,
-                    "status": request.status,
-                    "last_day": request.last_day,
-                },
-                producer=SERVICE,
-                occurred_at=now,
-            ),
-        )
 
     async def _expired_packages(self, now: datetime) -> int:
         """Destroy packages past their download time: the key first (the blob is unreadable from then on),
@@ -153,3 +132,9 @@ class DeadlineWatch:
         for blob_key in blob_keys:
             await self.blobs.delete(blob_key)
         return len(blob_keys)
+
+
+async def _announce_deadline(session: AsyncSession, request: Request, event_type: str, now: datetime) -> None:
+    await announce(
+        session, request, event_type, {"status": request.status, "last_day": request.last_day}, now=now
+    )
