@@ -478,7 +478,7 @@ async def answer_request(request: Request, request_id: UUID, principal: Authoriz
                 blobs=state.blobs,
                 kek=runtime(request).settings.kek_bytes,
                 policies=state.policies,
-                conditions_met=body.conditions_met,
+                conditions_met={c.register_id: c.met for c in body.conditions},
                 package_days=runtime(request).settings.dsr_package_days,
                 by=_actor(request, principal),
                 role=principal.role.value,
@@ -489,8 +489,8 @@ async def answer_request(request: Request, request_id: UUID, principal: Authoriz
         except ConditionUnanswered as exc:
             raise ApiError.field(
                 422,
-                f"conditions_met.{exc.register}",
-                "this register's right is conditional: say whether its condition holds",
+                "conditions",
+                f"the right is conditional in {exc.register}: say whether its condition holds",
             ) from None
         await session.commit()
         return await _read(session, dsr, now)

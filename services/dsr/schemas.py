@@ -129,9 +129,19 @@ class StatusChange(_In):
     status: Literal["awaiting_requester", "in_progress", "withdrawn", "refused"]
 
 
+class ConditionAnswer(_In):
+    # `register` in JSON; a field of that name would shadow BaseModel.register.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, validate_by_name=True)
+
+    register_id: Register = Field(alias="register")
+    met: bool = Field(description="whether the condition of the register's conditional right holds")
+
+
 class AnswerCreate(_In):
-    conditions_met: dict[Register, bool] = Field(
-        default_factory=dict,
+    # A list rather than a map keyed by register: an error then points at an index, never at a submitted key.
+    conditions: list[ConditionAnswer] = Field(
+        default_factory=list,
+        max_length=20,
         description="for each register whose right is conditional: whether its condition holds",
     )
 

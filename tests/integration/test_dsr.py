@@ -221,9 +221,11 @@ async def test_hsy_erasure_goes_through_retentions_deletion_path(dsr: Dsr) -> No
     # HSY grants erasure "in some situations": the caseworker must say whether this is one.
     unanswered = await dsr.client.post(f"/v1/requests/{request_id}/answer", json={}, headers=dsr.headers)
     assert unanswered.status_code == 422
-    assert unanswered.json()["errors"][0]["field"] == "conditions_met.hsy-customer-service"
+    error = unanswered.json()["errors"][0]
+    assert error["field"] == "conditions" and "hsy-customer-service" in error["reason"]
     answered = await dsr.post(
-        f"/v1/requests/{request_id}/answer", {"conditions_met": {"hsy-customer-service": True}}
+        f"/v1/requests/{request_id}/answer",
+        {"conditions": [{"register": "hsy-customer-service", "met": True}]},
     )
     assert answered["status"] == "completed"
 
@@ -267,7 +269,8 @@ async def test_a_restriction_for_legal_claims_is_enforced_held_and_lifted_after_
             {"confirmed": candidate["contact_ref"] == str(ref)},
         )
     answered = await dsr.post(
-        f"/v1/requests/{request_id}/answer", {"conditions_met": {"prh-customer-service": True}}
+        f"/v1/requests/{request_id}/answer",
+        {"conditions": [{"register": "prh-customer-service", "met": True}]},
     )
     assert answered["status"] == "completed"
 
