@@ -104,9 +104,10 @@ async def register_request(
     if received_at > now:
         raise StepRefused("received_at", "a request cannot be received in the future")
     known = set(policies.registers())
-    unknown = [name for name in registers if name not in known]
-    if unknown:
-        raise StepRefused("registers", f"unknown register(s): {', '.join(sorted(unknown))}")
+    for index, name in enumerate(registers):
+        if name not in known:
+            # Named by its index: an error body never repeats what was sent.
+            raise StepRefused(f"registers[{index}]", "unknown register")
     if request_type is RightName.RESTRICTION and restriction_ground not in RESTRICTION_GROUNDS:
         raise StepRefused("restriction_ground", "a restriction names its Art. 18(1) ground: a, b, c or d")
     if request_type is not RightName.RESTRICTION and restriction_ground is not None:

@@ -182,6 +182,22 @@ async def test_prh_access_finds_the_callers_contacts_and_answers_with_a_package(
     ]
 
 
+async def test_a_bad_request_is_refused_naming_the_field_never_repeating_the_value(dsr: Dsr) -> None:
+    body = {
+        "request_type": "access",
+        "registers": ["statfi-chat", "no-such-register"],
+        "requester": [{"kind": "phone", "value": "+358401112233"}],
+    }
+    unknown = await dsr.client.post("/v1/requests", json=body, headers=dsr.headers)
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "registers[1]"
+    assert "no-such-register" not in unknown.text
+    bad_phone = {**body, "registers": ["statfi-chat"], "requester": [{"kind": "phone", "value": "12x45"}]}
+    refused = await dsr.client.post("/v1/requests", json=bad_phone, headers=dsr.headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "requester[0].value"
+    assert "12x45" not in refused.text
+
+
 async def test_dvv_refuses_erasure_citing_its_legal_ground(dsr: Dsr) -> None:
     created = await dsr.open_request(
         "erasure", "dvv-personal-customer-service", email=f"someone-{new_id()}@example.fi"
