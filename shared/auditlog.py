@@ -263,6 +263,30 @@ async def record_now(
         )
 
 
+async def record_not_found(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    actor: UUID,
+    role: str,
+    object_type: str,
+    service: str,
+    occurred_at: datetime,
+) -> None:
+    """A read of something that does not exist (or is not the caller's to see): audited as a failed read, since
+    probing for ids is itself worth an auditor's eye."""
+    await record_now(
+        sessionmaker,
+        actor=actor,
+        role=role,
+        action=Action.READ,
+        object_type=object_type,
+        outcome=Outcome.FAILED,
+        reason="http_404",
+        service=service,
+        occurred_at=occurred_at,
+    )
+
+
 # --- The checkpoint signing key -----------------------------------------------------------------------------
 
 

@@ -40,8 +40,8 @@ from services.dsr.schemas import (
     StepWithLetter,
 )
 from shared.access import authorize
-from shared.audit import Action, Outcome
-from shared.auditlog import actor_ref, record, record_now
+from shared.audit import Action
+from shared.auditlog import actor_ref, record, record_not_found
 from shared.auth import Principal
 from shared.blobstore import BlobStore
 from shared.crypto import BlindIndex, unwrap_data_key
@@ -72,13 +72,20 @@ def _now(request: Request) -> datetime:
     return runtime(request).clock.now()
 
 
-async def _read(session: AsyncSession, dsr: DsrRequest, now: datetime) -> RequestRead:
-    package = await session.scalar(
-        select(Package)
-        .where(Package.request_id == dsr.request_id)
-        .order_by(Package.created_at.desc())
-        .limit(1)
+async def _latest_packages(session: AsyncSession, request_ids: list[UUID]) -> dict[UUID, Package]:
+    """Each request's newest access package, for a whole page of requests in one query."""
+    rows = await session.scalars(
+        select(Package).where(Package.request_id.in_(request_ids)).order_by(Package.created_at)
     )
+    return {package.request_id: package for package in rows}
+
+
+async def _read(
+    session: AsyncSession, dsr: DsrRequest, now: datetime, packages: dict[UUID, Package] | None = None
+) -> RequestRead:
+    if packages is None:
+        packages = await _latest_packages(session, [dsr.request_id])
+    package = packages.get(dsr.request_id)
     overdue = dsr.status in service.OPEN_STATUSES and now.astimezone(HELSINKI).date() > dsr.last_day
     return RequestRead(
         request_id=dsr.request_id,
@@ -109,14 +116,11 @@ async def _load(
     if dsr is None:
         await session.rollback()
         rt = runtime(request)
-        await record_now(
+        await record_not_found(
             rt.sessionmaker,
             actor=_actor(request, principal),
             role=principal.role.value,
-            action=Action.READ,
             object_type="dsr.request",
-            outcome=Outcome.FAILED,
-            reason="http_404",
             service=SERVICE,
             occurred_at=rt.clock.now(),
         )
@@ -265,7 +269,8 @@ async def list_requests(
             occurred_at=now,
         )
         await session.commit()
-        items = [await _read(session, r, now) for r in page]
+        packages = await _latest_packages(session, [r.request_id for r in page])
+        items = [await _read(session, r, now, packages) for r in page]
     next_cursor = (
         base64.urlsafe_b64encode(f"{page[-1].last_day.isoformat()}|{page[-1].case_number}".encode()).decode()
         if more and page

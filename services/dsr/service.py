@@ -156,17 +156,6 @@ async def requester_identifiers(
     return [Identifier(**item) for item in orjson.loads(raw)]
 
 
-async def request_details(session: AsyncSession, keystore: KeyStore, request: Request) -> dict[str, Any]:
-    if request.sealed_details is None:
-        return {}
-    keys = await keystore.get(session, {(request.request_id, REQUEST_KEY_CLASS)})
-    key = keys[request.request_id, REQUEST_KEY_CLASS]
-    details: dict[str, Any] = orjson.loads(
-        open_sealed(key, request.sealed_details, aad=_requester_aad(request.request_id, "details"))
-    )
-    return details
-
-
 async def move(
     session: AsyncSession, request: Request, status: str, *, by: UUID, role: str, now: datetime, reason: str
 ) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.export.models import Loan
 from services.export.schemas import LoanCreate, LoanList, LoanRead
 from shared.access import apply_record_rules, authorize
-from shared.audit import Action, Outcome
-from shared.auditlog import actor_ref, record, record_now
+from shared.audit import Action
+from shared.auditlog import actor_ref, record, record_not_found
 from shared.auth import Principal, Role
 from shared.crypto import BlindIndex
 from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, json_body, json_body_openapi
@@ -136,14 +136,11 @@ async def get_loan(request: Request, loan_id: UUID, principal: Authorized) -> Lo
         if loan is None:
             await session.rollback()
             rt = runtime(request)
-            await record_now(
+            await record_not_found(
                 rt.sessionmaker,
                 actor=_actor(request, principal),
                 role=principal.role.value,
-                action=Action.READ,
                 object_type="loan",
-                outcome=Outcome.FAILED,
-                reason="http_404",
                 service=SERVICE,
                 occurred_at=rt.clock.now(),
             )
