@@ -189,8 +189,14 @@ def test_next_working_day_is_the_first_working_day_from_the_day_itself(day: date
     assert following >= day
     assert (following == day) == is_working_day(day)
     assert not any(is_working_day(skipped) for skipped in days_from_until(day, following))
-    # Christmas Eve on a Thursday and Easter give the longest runs: four days.
-    assert following - day <= 4 * ONE_DAY
+    # The longest run of non-working days is Christmas on a Wednesday: Eve, Christmas Day, St Stephen's Day,
+    # Saturday, Sunday (24.12.2025 moves to Monday the 29th).
+    assert following - day <= 5 * ONE_DAY
+
+
+def test_christmas_on_a_wednesday_is_the_longest_run_of_days_off() -> None:
+    assert next_working_day(date(2025, 12, 24)) == date(2025, 12, 29)
+    assert next_working_day(date(2121, 12, 24)) == date(2121, 12, 29)
 
 
 # ----------------------------------------------------------------------------------------------- add_months
