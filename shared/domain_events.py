@@ -26,6 +26,10 @@ DSR_EVENTS_TOPIC: Final = "dsr-events"
 """Topic of data-subject request steps; keyed by request id. Retention acts on restrictions and erasures, export
 tells the recipients of lent items (GDPR Art. 19)."""
 
+EXPORT_EVENTS_TOPIC: Final = "export-events"
+"""Topic of research-loan steps; keyed by loan id. DSR keeps from it which loans included a data subject's
+contacts, for the recipients an access reply lists (Art. 15(1)(c)) and tells (Art. 19)."""
+
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 
 
@@ -94,6 +98,37 @@ class RequestContactsData(Contract):
     contact_refs: list[UUID]
 
 
+class RectifiedData(Contract):
+    """A rectification (Art. 16) changed these contacts: the fields corrected (their names, never the values)
+    and whether a supplementary statement was added. Holders of copies are told (Art. 19)."""
+
+    request_id: UUID
+    case_number: CaseNumber
+    ground: Code = Field(description="art16")
+    contact_refs: list[UUID]
+    fields: list[Code] = Field(description="phone, email, name, nickname, personal_identity_code")
+    statement_added: bool
+
+
+class LoanItem(Contract):
+    contact_ref: UUID
+    artifact_class: Code
+
+
+class LoanItemsData(Contract):
+    """Items of a research loan changed hands: delivered to the institute (lent), or accounted for by it
+    (returned, destroyed). The institute and agreement are organisations and references, never people."""
+
+    loan_id: UUID
+    institute_id: Code
+    institute_name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    agreement_ref: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9/._-]*$")
+    lent_on: date
+    due_on: date
+    status: Literal["lent", "returned", "destroyed"]
+    items: list[LoanItem] = Field(min_length=1)
+
+
 EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
     ("retention.artifact_deleted", 1): ArtifactDeletedData,
     ("retention.hold_placed", 1): HoldChangedData,
@@ -104,6 +139,9 @@ EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
     ("dsr.restriction_applied", 1): RequestContactsData,
     ("dsr.restriction_lifted", 1): RequestContactsData,
     ("dsr.erasure_decided", 1): RequestContactsData,
+    ("dsr.rectified", 1): RectifiedData,
+    ("export.items_lent", 1): LoanItemsData,
+    ("export.items_accounted", 1): LoanItemsData,
 }
 """(type, version) -> the model of `data`. A consumer refuses (dead-letters) what is not here."""
 

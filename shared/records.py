@@ -9,6 +9,8 @@ channel, times, direction, agent id, case status.
 from __future__ import annotations
 
 import base64
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -149,6 +152,34 @@ class SubjectIndex(Base):
     contact_ref: Mapped[UUID] = mapped_column(
         ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE"), primary_key=True
     )
+
+
+class Rectification(Base):
+    """What a rectification (GDPR Art. 16) changed in a contact: a corrected customer field, with its earlier
+    value, or a supplementary statement added to a recording, transcript or messages, which are never edited.
+
+    `sealed` is under the contact's data key for `artifact_class` (the class the corrected data or the content
+    belongs to), so the history is readable exactly as long as that data is kept and is shredded with it.
+    """
+
+    __tablename__ = "rectifications"
+    __table_args__ = (Index("ix_rectifications_contact", "contact_ref", "made_at"), {"schema": SCHEMA})
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    contact_ref: Mapped[UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
+    )
+    artifact_class: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    """correction or statement."""
+    field: Mapped[str | None] = mapped_column(String(40))
+    """The customer field corrected (phone, email, name, nickname, personal_identity_code); none for a
+    statement."""
+    case_number: Mapped[str] = mapped_column(String(20))
+    """The data-subject request that asked for it (DSR-2026-000123)."""
+    made_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    """A correction: {"previous": earlier value}. A statement: {"text": ...}."""
 
 
 def sealed_aad(contact_ref: UUID, artifact_class: str, part: str) -> bytes:
@@ -395,3 +426,68 @@ def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str,
     if customer:
         found.append(("customer", customer))
     return found
+
+
+CUSTOMER_FIELDS = ("phone", "email", "name", "nickname", "personal_identity_code")
+"""The customer details a rectification can correct: those `_parties` reads from events."""
+
+
+def customer_field_paths(event_type: str, data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Where each customer field this event holds sits in its data: the counterpart of `_parties`, so a
+    correction rewrites every place the earlier value was recorded."""
+    paths: dict[str, tuple[str, ...]] = {}
+    if event_type.startswith("call."):
+        inbound = data.get("direction", "inbound") == "inbound"
+        paths["phone"] = ("caller_number",) if inbound else ("callee_number",)
+    elif event_type == "chat.started":
+        paths.update({name: ("customer", name) for name in ("nickname", "name", "email", "phone")})
+    elif event_type.startswith("sms_survey."):
+        paths["phone"] = ("phone_number",)
+    elif event_type == "email.received":
+        paths.update({"email": ("from_address",), "name": ("from_name",)})
+    elif event_type == "identification":
+        paths.update({"name": ("name",), "personal_identity_code": ("personal_identity_code",)})
+    return {name: path for name, path in paths.items() if path_value(data, path) is not None}
+
+
+def path_value(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = data
+    for step in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
+
+
+async def rectifications_of(
+    session: AsyncSession, keystore: KeyStore, contact_refs: Sequence[UUID]
+) -> dict[UUID, list[dict[str, Any]]]:
+    """Each contact's rectification history, opened: what a read or an access package shows. Entries whose
+    class was shredded are gone with it."""
+    rows = (
+        await session.scalars(
+            select(Rectification)
+            .where(Rectification.contact_ref.in_(list(contact_refs)))
+            .order_by(Rectification.made_at, Rectification.id)
+        )
+    ).all()
+    keys = await keystore.get(session, {(r.contact_ref, r.artifact_class) for r in rows})
+    out: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        key = keys.get((row.contact_ref, row.artifact_class))
+        if key is None:
+            continue
+        opened = orjson.loads(
+            open_sealed(key, row.sealed, aad=sealed_aad(row.contact_ref, row.artifact_class, "rectification"))
+        )
+        out[row.contact_ref].append(
+            {
+                "kind": row.kind,
+                "field": row.field,
+                "artifact_class": row.artifact_class,
+                "case_number": row.case_number,
+                "made_at": row.made_at,
+                **opened,
+            }
+        )
+    return dict(out)

@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters
 from services.dsr.deadlines import HELSINKI
+from services.dsr.disclosures import loans_of
 from services.dsr.models import Candidate, Package, Request
 from services.dsr.package import build_access_package
+from services.dsr.rectification import Changes, rectify
 from services.dsr.rights import RegisterRight
 from services.dsr.service import (
     StepRefused,
+    announce,
     confirmed_contacts,
     contacts_event,
     decisions_for,
@@ -31,7 +34,7 @@ from services.dsr.service import (
     restrict,
 )
 from shared.blobstore import BlobStore
-from shared.crypto import generate_data_key, wrap_data_key
+from shared.crypto import BlindIndex, generate_data_key, wrap_data_key
 from shared.keystore import KeyStore
 from shared.policy import PolicyRegistry, PolicyVersion, RightName
 
@@ -56,6 +59,7 @@ def _letter_decisions(decided: list[RegisterRight]) -> list[letters.RegisterDeci
         letters.RegisterDecision(
             version=d.version,
             outcome=letters.Outcome.GRANTED if d.outcome == "granted" else letters.Outcome.REFUSED,
+            statutory_ground=letters.StatutoryGround(d.statutory_ground) if d.statutory_ground else None,
         )
         for d in decided
     ]
@@ -71,6 +75,8 @@ async def answer(
     policies: PolicyRegistry,
     conditions_met: dict[str, bool],
     package_days: int,
+    blind_index: BlindIndex,
+    changes: Changes | None = None,
     by: UUID,
     role: str,
     now: datetime,
@@ -87,9 +93,13 @@ async def answer(
     if pending:
         raise StepRefused("candidates", f"{pending} candidate contact(s) still to be confirmed or rejected")
     right = RightName(request.request_type)
-    if right is RightName.RECTIFICATION:
-        raise StepRefused("request_type", "rectification is answered through the rectification step")
+    if changes is not None and right is not RightName.RECTIFICATION:
+        raise StepRefused(
+            "rectification", "only a rectification request is answered with corrections", status=422
+        )
     decided = decisions_for(policies, request, conditions_met=conditions_met, now=now)
+    if right is RightName.RECTIFICATION and (changes is None or changes.empty):
+        decided = [d.refuse_as_accurate() if d.outcome == "granted" else d for d in decided]
     request.decisions = [d.as_record() for d in decided]
     granted = {d.register for d in decided if d.outcome == "granted"}
     contacts = [c for c in await confirmed_contacts(session, request) if c.register in granted]
@@ -102,6 +112,7 @@ async def answer(
                 session,
                 request,
                 contacts,
+                decided,
                 keystore=keystore,
                 blobs=blobs,
                 kek=kek,
@@ -117,6 +128,49 @@ async def answer(
         refused = [d for d in decided if d.outcome != "granted"]
         if refused:
             reply += "\n\n" + letters.decision_letter(context, right, _letter_decisions(refused))
+    elif right is RightName.RECTIFICATION and granted:
+        assert changes is not None  # an empty rectification was refused above
+        if not contacts:
+            return await _closed_with(
+                session,
+                request,
+                decided,
+                letters.no_data_letter(
+                    context, [d.version for d in decided if d.outcome == "granted"], request=right
+                ),
+                by=by,
+                role=role,
+                now=now,
+            )
+        done = await rectify(
+            session,
+            keystore=keystore,
+            blind_index=blind_index,
+            contact_refs=refs,
+            corrections=changes.corrections,
+            statement=changes.statement,
+            case_number=request.case_number,
+            now=now,
+        )
+        # Art. 19: whoever holds a copy (a research institute's loan) is told which contacts changed.
+        await announce(
+            session,
+            request,
+            "dsr.rectified",
+            {
+                "ground": "art16",
+                "contact_refs": sorted(done.contact_refs),
+                "fields": done.fields,
+                "statement_added": done.statements > 0,
+            },
+            now=now,
+        )
+        reply = letters.decision_letter(
+            context,
+            right,
+            _letter_decisions(decided),
+            rectified=letters.Rectified(fields=tuple(done.fields), statement=done.statements > 0),
+        )
     else:
         if right is RightName.RESTRICTION and refs:
             await restrict(session, request, refs, now=now)
@@ -130,6 +184,21 @@ async def answer(
                 now=now,
             )
         reply = letters.decision_letter(context, right, _letter_decisions(decided))
+    return await _closed_with(session, request, decided, reply, by=by, role=role, now=now, package=package)
+
+
+async def _closed_with(
+    session: AsyncSession,
+    request: Request,
+    decided: list[RegisterRight],
+    reply: str,
+    *,
+    by: UUID,
+    role: str,
+    now: datetime,
+    package: Package | None = None,
+) -> Package | None:
+    """Store the reply and close the request with the status its decisions make."""
     request.reply = reply
     outcomes = {d.outcome for d in decided}
     status = (
@@ -147,6 +216,7 @@ async def _build_package(
     session: AsyncSession,
     request: Request,
     contacts: list[Candidate],
+    decided: list[RegisterRight],
     *,
     keystore: KeyStore,
     blobs: BlobStore,
@@ -156,7 +226,7 @@ async def _build_package(
     context: letters.LetterContext,
     now: datetime,
 ) -> tuple[Package, str]:
-    """The package and its cover letter."""
+    """The package and its cover letter, which also names the granting registers searched without result."""
     # The notice versions that governed each contact, register by register: their Art. 15(1) information is
     # what applies to that data.
     versions: dict[str, dict[str, PolicyVersion]] = {}
@@ -166,12 +236,20 @@ async def _build_package(
         )
         versions.setdefault(contact.register, {})[version.version] = version
     findings = [
-        letters.RegisterFindings(versions=tuple(sorted(by_id.values(), key=lambda v: v.effective_from)))
-        for _, by_id in sorted(versions.items())
+        letters.RegisterFindings(
+            versions=tuple(sorted(by_id.values(), key=lambda v: v.effective_from)),
+            # Research loans that included these contacts: recipients of the requester's data (Art. 15(1)(c)).
+            loans=tuple(await loans_of(session, [c.contact_ref for c in contacts if c.register == register])),
+        )
+        for register, by_id in sorted(versions.items())
+    ]
+
+    searched_without_data = [
+        d.version for d in decided if d.outcome == "granted" and d.register not in versions
     ]
 
     def cover(contents: letters.PackageContents) -> str:
-        return letters.cover_letter(context, findings, contents)
+        return letters.cover_letter(context, findings, contents, searched_without_data=searched_without_data)
 
     package_id = uuid.uuid4()
     package_key = generate_data_key()

@@ -23,6 +23,7 @@ from services.dsr.deadlines import HELSINKI
 from services.dsr.models import Candidate, Package
 from services.dsr.models import Request as DsrRequest
 from services.dsr.package import open_package
+from services.dsr.rectification import Changes, Correction
 from services.dsr.rights import ConditionUnanswered
 from services.dsr.schemas import (
     AnswerCreate,
@@ -33,6 +34,9 @@ from services.dsr.schemas import (
     IdentityVerification,
     PackageRead,
     RequestCreate,
+    RequestDetails,
+    RequesterIdentifier,
+    RequesterRead,
     RequestList,
     RequestRead,
     RestrictionLift,
@@ -129,7 +133,9 @@ async def _load(
 
 
 def _refused(exc: service.StepRefused) -> ApiError:
-    return ApiError.field(409, exc.field, exc.reason, title="Step not allowed")
+    return ApiError.field(
+        exc.status, exc.field, exc.reason, title="Step not allowed" if exc.status == 409 else None
+    )
 
 
 Step = Callable[[AsyncSession, DsrRequest, UUID, str, datetime], Awaitable[None]]
@@ -300,6 +306,35 @@ async def get_request(request: Request, request_id: UUID, principal: Authorized)
         )
         await session.commit()
         return await _read(session, dsr, now)
+
+
+@router.get(
+    "/requests/{request_id}/requester",
+    response_model=RequesterRead,
+    summary="The requester's identifiers and own words (the field and change of a rectification), unsealed",
+    responses=_problems(401, 403, 404, 422),
+)
+async def get_requester(request: Request, request_id: UUID, principal: Authorized) -> RequesterRead:
+    now = _now(request)
+    state = _state(request)
+    async with runtime(request).sessionmaker() as session:
+        dsr = await _load(request, session, principal, request_id)
+        identifiers = await service.requester_identifiers(session, state.keystore, dsr)
+        details = await service.request_details(session, state.keystore, dsr)
+        await service.audit_step(
+            session,
+            dsr,
+            by=_actor(request, principal),
+            role=principal.role.value,
+            now=now,
+            reason="requester_viewed",
+            action=Action.READ,
+        )
+        await session.commit()
+    return RequesterRead(
+        requester=[RequesterIdentifier(kind=i.kind, value=i.value) for i in identifiers],
+        details=RequestDetails(**details) if details else None,
+    )
 
 
 # -- the steps --------------------------------------------------------------------------------------------
@@ -485,6 +520,17 @@ async def answer_request(request: Request, request_id: UUID, principal: Authoriz
                 policies=state.policies,
                 conditions_met={c.register_id: c.met for c in body.conditions},
                 package_days=runtime(request).settings.dsr_package_days,
+                blind_index=state.blind_index,
+                changes=(
+                    Changes(
+                        corrections=tuple(
+                            Correction(c.field, c.value) for c in body.rectification.corrections
+                        ),
+                        statement=body.rectification.statement,
+                    )
+                    if body.rectification is not None
+                    else None
+                ),
                 by=_actor(request, principal),
                 role=principal.role.value,
                 now=now,

@@ -13,10 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.dsr.api import router
+from services.dsr.disclosures import GROUP, DisclosureHandler
 from services.dsr.watch import DeadlineWatch
 from shared.blobstore import create_blob_store
 from shared.clock import Clock
 from shared.crypto import BlindIndex
+from shared.domain_events import EXPORT_EVENTS_TOPIC
+from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.keystore import KeyStore
 from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
@@ -41,7 +44,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             reminder_working_days=settings.dsr_reminder_working_days,
         )
         app.state.watch = watch
-        tasks = []
+        # The export service's loan events: which loans included whose contacts (recipients in access replies).
+        loans_topic = settings.topic(EXPORT_EVENTS_TOPIC)
+        await ensure_topics(settings, [loans_topic, loans_topic + DLQ_SUFFIX])
+        disclosures = ConsumerLoop(
+            settings=settings,
+            sessionmaker=rt.sessionmaker,
+            producer=rt.producer,
+            topics=[loans_topic],
+            group=GROUP,
+            handler=DisclosureHandler(rt.clock),
+        )
+        await disclosures.start()
+        tasks = [asyncio.create_task(disclosures.run(), name="consumer:dsr-disclosures")]
         if run_watch:
             tasks.append(
                 asyncio.create_task(watch.run(settings.dsr_watch_interval_seconds), name="dsr-deadline-watch")
@@ -50,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             yield
         finally:
             watch.stop()
+            await disclosures.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

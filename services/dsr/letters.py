@@ -277,6 +277,22 @@ class RegisterDecision:
                 raise ValueError("a statutory ground is given for a refusal only")
 
 
+@dataclass(frozen=True, slots=True)
+class Rectified:
+    """What a granted rectification changed: the customer fields corrected (by name, never their values) and
+    whether a supplementary statement was added to recordings, transcripts or messages."""
+
+    fields: tuple[str, ...] = ()
+    statement: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.fields if f not in _FIELD_NAMES]
+        if unknown:
+            raise ValueError(f"unknown customer field(s): {', '.join(unknown)}")
+        if not self.fields and not self.statement:
+            raise ValueError("a rectification corrects a field or adds a statement")
+
+
 # --------------------------------------------------------------------------------------------- phrasebook
 
 
@@ -1115,12 +1131,17 @@ def _distinct_registers(versions: Sequence[PolicyVersion], what: str) -> None:
 
 
 def cover_letter(
-    context: LetterContext, registers: Sequence[RegisterFindings], package: PackageContents
+    context: LetterContext,
+    registers: Sequence[RegisterFindings],
+    package: PackageContents,
+    *,
+    searched_without_data: Sequence[PolicyVersion] = (),
 ) -> str:
-    """The answer to an access request: Art. 15(1)-(3) for each register that holds data about the requester."""
+    """The answer to an access request: Art. 15(1)-(3) for each register that holds data about the requester,
+    and the confirmation that the other registers searched hold none (Art. 15(1): "whether or not")."""
     if not registers:
         raise ValueError("no register holds data about the requester: send no_data_letter instead")
-    _distinct_registers([f.latest for f in registers], "cover_letter")
+    _distinct_registers([*[f.latest for f in registers], *searched_without_data], "cover_letter")
     all_versions = [v for f in registers for v in f.versions]
     subject = _Text(
         "Vastaus pyyntöösi saada pääsy henkilötietoihisi",
@@ -1175,6 +1196,16 @@ def cover_letter(
             loans = _loans_block(lang, findings)
             if loans:
                 lines += ["", *loans]
+        if searched_without_data:
+            lines += [
+                "",
+                _Text(
+                    "Olemme tarkistaneet myös seuraavat rekisterit. Niissä ei ole sinua koskevia henkilötietoja:",
+                    "Vi har också gått igenom följande register. De innehåller inga personuppgifter om dig:",
+                    "We have also searched the following registers. They hold no personal data about you:",
+                )(lang),
+            ]
+            lines += _bullets(_register_title(v) for v in searched_without_data)
         lines += _complaint_block(lang, all_versions)
         lines += _signature(lang, all_versions)
         parts[lang] = lines
@@ -1224,7 +1255,56 @@ def no_data_letter(
     return _document(parts)
 
 
-def decision_letter(context: LetterContext, request: RightName, decisions: Sequence[RegisterDecision]) -> str:
+_FIELD_NAMES: Mapping[str, _Text] = {
+    "phone": _Text("puhelinnumero", "telefonnummer", "phone number"),
+    "email": _Text("sähköpostiosoite", "e-postadress", "e-mail address"),
+    "name": _Text("nimi", "namn", "name"),
+    "nickname": _Text("nimimerkki", "signatur", "nickname"),
+    "personal_identity_code": _Text("henkilötunnus", "personbeteckning", "personal identity code"),
+}
+
+
+def _rectified_lines(lang: Language, rectified: Rectified) -> list[str]:
+    lines = [""]
+    if rectified.fields:
+        lines.append(
+            _Text(
+                "Olemme oikaisseet seuraavat tiedot yhteydenotoissasi: {fields}. Aiempi tieto säilytetään "
+                "salattuna oikaisuhistoriassa, kunnes sen oma säilytysaika päättyy.",
+                "Vi har rättat följande uppgifter i dina kontakter: {fields}. Den tidigare uppgiften bevaras "
+                "krypterad i rättelsehistoriken tills dess egen lagringstid går ut.",
+                "We have rectified the following data in your contacts: {fields}. The earlier value is kept "
+                "encrypted in the rectification history until its own retention period ends.",
+            )(lang, fields=_join([_FIELD_NAMES[f](lang) for f in rectified.fields], lang))
+        )
+    if rectified.statement:
+        lines.append(
+            _Text(
+                "Tallenteisiin ja keskusteluihin on liitetty lisäselvityksesi ({art}). Itse tallenteita ja "
+                "viestejä ei muuteta.",
+                "Ditt kompletterande utlåtande har fogats till inspelningarna och samtalen ({art}). "
+                "Inspelningarna och meddelandena själva ändras inte.",
+                "Your supplementary statement has been added to the recordings and conversations ({art}). The "
+                "recordings and messages themselves are not altered.",
+            )(lang, art=_article(lang, 16))
+        )
+    lines.append(
+        _Text(
+            "Ilmoitamme oikaisusta jokaiselle vastaanottajalle, jolle tietoja on luovutettu ({art}).",
+            "Vi meddelar rättelsen till varje mottagare som uppgifterna har lämnats ut till ({art}).",
+            "We notify the rectification to every recipient to whom the data have been disclosed ({art}).",
+        )(lang, art=_article(lang, 19))
+    )
+    return lines
+
+
+def decision_letter(
+    context: LetterContext,
+    request: RightName,
+    decisions: Sequence[RegisterDecision],
+    *,
+    rectified: Rectified | None = None,
+) -> str:
     """The decision on a request per register, with the ground of each refusal (Art. 12(4))."""
     request = RightName(request)
     if not decisions:
@@ -1259,6 +1339,8 @@ def decision_letter(context: LetterContext, request: RightName, decisions: Seque
         for number, decision in enumerate(decisions, start=1):
             lines += ["", f"{number}. {_register_title(decision.version)}"]
             lines += _decision_lines(lang, request, decision)
+        if rectified is not None:
+            lines += _rectified_lines(lang, rectified)
         lines += _complaint_block(lang, versions)
         lines += _judicial_remedy_block(lang)
         lines += _signature(lang, versions)

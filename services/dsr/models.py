@@ -108,3 +108,22 @@ class Package(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     downloaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Disclosure(Base):
+    """A contact's item in a research loan, as the export service announced it: who received it, under which
+    agreement, for how long, and whether it came back. An access reply lists these recipients (Art. 15(1)(c))."""
+
+    __tablename__ = "disclosures"
+    __table_args__ = (Index("ix_disclosures_contact", "contact_ref"), {"schema": SCHEMA})
+
+    loan_id: Mapped[UUID] = mapped_column(primary_key=True)
+    contact_ref: Mapped[UUID] = mapped_column(primary_key=True)
+    artifact_class: Mapped[str] = mapped_column(String(40), primary_key=True)
+    institute_name: Mapped[str] = mapped_column(String(200))
+    agreement_ref: Mapped[str] = mapped_column(String(100))
+    lent_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12))
+    """out, returned or destroyed."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

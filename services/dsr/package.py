@@ -53,7 +53,7 @@ from shared.crypto import decrypt_stream, encrypt_stream, open_sealed
 from shared.keystore import KeyRef, KeyStore
 from shared.logging import get_logger
 from shared.recordings import RecordingStream, read_recording
-from shared.records import Contact, ContactEventRow, Party, sealed_aad
+from shared.records import Contact, ContactEventRow, Party, rectifications_of, sealed_aad
 
 __all__ = ["PACKAGE_AAD_PREFIX", "PackageInfo", "build_access_package", "open_package", "package_aad"]
 
@@ -109,6 +109,8 @@ class _ContactCopy:
     parties: list[dict[str, Any]] = field(default_factory=list)
     messages: list[_Message] = field(default_factory=list)
     recording: RecordingStream | None = None
+    rectifications: list[dict[str, Any]] = field(default_factory=list)
+    """Corrections with their earlier values and supplementary statements (Art. 16): the requester's data too."""
 
     @property
     def messages_file(self) -> str | None:
@@ -257,6 +259,10 @@ async def _read_contacts(
         # A party whose class is shredded says nothing but its role; it is left out rather than shown empty.
         if details is not None:
             copies[party.contact_ref].parties.append({"role": party.role, "details": details})
+    for ref, history in (await rectifications_of(session, keystore, found)).items():
+        copies[ref].rectifications = [
+            {**entry, "made_at": entry["made_at"].astimezone(HELSINKI)} for entry in history
+        ]
     for copy in copies.values():
         copy.recording = await read_recording(
             session, keystore=keystore, blobs=blobs, contact_ref=copy.contact.contact_ref
@@ -345,6 +351,7 @@ def _contacts_json(copies: Iterable[_ContactCopy]) -> bytes:
                 "parties": copy.parties,
                 "events": copy.events,
                 "messages_file": copy.messages_file,
+                "rectifications": copy.rectifications,
                 "recording": None
                 if recording is None
                 else {
@@ -394,6 +401,12 @@ def _messages_text(copy: _ContactCopy) -> bytes:
     for message in copy.messages:
         lines += [f"[{message.sent_at.astimezone(HELSINKI).isoformat(sep=' ')}] {message.sender}:"]
         lines += [message.text, ""]
+    for entry in copy.rectifications:
+        if entry["kind"] == "statement":
+            lines += [
+                f"[{entry['made_at'].isoformat(sep=' ')}] supplementary statement ({entry['case_number']}):"
+            ]
+            lines += [entry["text"], ""]
     return "\n".join(lines).encode("utf-8")
 
 

@@ -39,6 +39,9 @@ class RegisterRight:
     ground: str | None
     outcome: Outcome | None = None
     """Set by decide(): granted or refused."""
+    statutory_ground: str | None = None
+    """A refusal on a ground of the GDPR itself rather than the register's (services.dsr.letters.StatutoryGround),
+    e.g. data_accurate when a rectification finds nothing to correct."""
 
     def decide(self, *, condition_met: bool | None) -> RegisterRight:
         if self.status is RightStatus.GRANTED:
@@ -49,6 +52,16 @@ class RegisterRight:
             return replace(self, outcome="granted" if condition_met else "refused")
         return replace(self, outcome="refused")
 
+    def refuse_as_accurate(self) -> RegisterRight:
+        """Art. 16 gives a right to have inaccurate data rectified: data checked and found accurate is a
+        refusal on that statutory ground, whatever the register grants."""
+        return replace(
+            self,
+            outcome="refused",
+            statutory_ground="data_accurate",
+            ground="GDPR Art. 16: the data were checked and are accurate",
+        )
+
     def as_record(self) -> dict[str, str | None]:
         """What the request keeps of the decision: enough to show the legal ground to anyone who asks."""
         return {
@@ -58,6 +71,7 @@ class RegisterRight:
             "status": self.status.value,
             "outcome": self.outcome,
             "ground": self.ground,
+            "statutory_ground": self.statutory_ground,
         }
 
 

@@ -61,6 +61,13 @@ class RequestCreate(_In):
     )
 
 
+class RequesterRead(BaseModel):
+    """For the caseworker handling the request only: who asked, and what they asked in their own words."""
+
+    requester: list[RequesterIdentifier]
+    details: RequestDetails | None
+
+
 class PackageRead(BaseModel):
     package_id: UUID
     size: int
@@ -137,12 +144,34 @@ class ConditionAnswer(_In):
     met: bool = Field(description="whether the condition of the register's conditional right holds")
 
 
+class CorrectionIn(_In):
+    field: Literal["phone", "email", "name", "nickname", "personal_identity_code"]
+    value: str = Field(min_length=1, max_length=320, description="the corrected value")
+
+
+class RectificationAnswer(_In):
+    """What the caseworker, having checked the request, corrects. Neither corrections nor a statement: the
+    data were found accurate and the rectification is refused (Art. 16)."""
+
+    corrections: list[CorrectionIn] = Field(default_factory=list, max_length=5)
+    statement: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5000,
+        description="a supplementary statement added beside the recordings, transcripts and messages, "
+        "which are never edited",
+    )
+
+
 class AnswerCreate(_In):
     # A list rather than a map keyed by register: an error then points at an index, never at a submitted key.
     conditions: list[ConditionAnswer] = Field(
         default_factory=list,
         max_length=20,
         description="for each register whose right is conditional: whether its condition holds",
+    )
+    rectification: RectificationAnswer | None = Field(
+        default=None, description="for a rectification request: what is corrected"
     )
 
 

@@ -61,12 +61,14 @@ RESTRICTION_GROUNDS: Final = ("a", "b", "c", "d")
 
 
 class StepRefused(Exception):
-    """A step the request's state or the law does not allow; the route answers 409 naming the field."""
+    """A step the request's state or the law does not allow; the route answers 409 naming the field (422 when
+    what the caseworker gave is itself invalid)."""
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, *, status: int = 409) -> None:
         super().__init__(reason)
         self.field = field
         self.reason = reason
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ async def register_request(
         raise StepRefused("restriction_ground", "a restriction names its Art. 18(1) ground: a, b, c or d")
     if request_type is not RightName.RESTRICTION and restriction_ground is not None:
         raise StepRefused("restriction_ground", "only a restriction request has a restriction ground")
+    if request_type is RightName.RECTIFICATION and not (
+        details and details.get("field") and details.get("change")
+    ):
+        # DVV's notice: a rectification request names the data to correct and the exact change.
+        raise StepRefused("details", "a rectification names the field to correct and the exact change")
     normalised: list[dict[str, str]] = []
     for index, identifier in enumerate(requester):
         try:
@@ -154,6 +161,20 @@ async def requester_identifiers(
     key = keys[request.request_id, REQUEST_KEY_CLASS]
     raw = open_sealed(key, request.sealed_requester, aad=_requester_aad(request.request_id, "requester"))
     return [Identifier(**item) for item in orjson.loads(raw)]
+
+
+async def request_details(
+    session: AsyncSession, keystore: KeyStore, request: Request
+) -> dict[str, Any] | None:
+    """The requester's own words (a rectification's field and change, an objection's grounds), unsealed."""
+    if request.sealed_details is None:
+        return None
+    keys = await keystore.get(session, {(request.request_id, REQUEST_KEY_CLASS)})
+    key = keys[request.request_id, REQUEST_KEY_CLASS]
+    details: dict[str, Any] = orjson.loads(
+        open_sealed(key, request.sealed_details, aad=_requester_aad(request.request_id, "details"))
+    )
+    return details
 
 
 async def move(

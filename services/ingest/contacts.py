@@ -9,14 +9,21 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.schemas import ArtifactRead, ContactRead, EventRead, PartyRead, RecordingInfo
+from services.ingest.schemas import (
+    ArtifactRead,
+    ContactRead,
+    EventRead,
+    PartyRead,
+    RecordingInfo,
+    RectificationRead,
+)
 from shared.access import apply_record_rules
 from shared.auth import Principal, Role
 from shared.crypto import BlindIndex, DecryptionError, open_sealed
 from shared.http import ApiError
 from shared.keystore import KeyStore
 from shared.policy import PolicyRegistry
-from shared.records import Artifact, Contact, ContactEventRow, Party, sealed_aad
+from shared.records import Artifact, Contact, ContactEventRow, Party, rectifications_of, sealed_aad
 
 
 def contact_ref(blind_index: BlindIndex, register: str, contact_id: str) -> UUID:
@@ -120,6 +127,7 @@ async def read_contact(
             )
         )
     recording = next((a for a in artifacts if a.artifact_class == "recording" and a.blob_key), None)
+    rectifications = (await rectifications_of(session, keystore, [ref])).get(ref, [])
     return ContactRead(
         contact_id=contact_id,
         register_id=contact.register,
@@ -150,4 +158,15 @@ async def read_contact(
         )
         if recording
         else None,
+        rectifications=[
+            RectificationRead(
+                kind=r["kind"],
+                field=r["field"],
+                artifact_class=r["artifact_class"],
+                case_number=r["case_number"],
+                made_at=r["made_at"],
+                statement=r.get("text"),
+            )
+            for r in rectifications
+        ],
     )

@@ -78,6 +78,19 @@ class RecordingInfo(BaseModel):
     href: str
 
 
+class RectificationRead(BaseModel):
+    """A rectification (GDPR Art. 16) of this contact: a corrected field (the data shown are already corrected;
+    the earlier value stays in the history for the data subject's access request), or a supplementary
+    statement the data subject gave beside a recording or conversation, which is never edited."""
+
+    kind: Literal["correction", "statement"]
+    field: str | None
+    artifact_class: str
+    case_number: str = Field(description="the data-subject request that asked for it")
+    made_at: datetime
+    statement: str | None = Field(default=None, description="the supplementary statement")
+
+
 class ContactRead(_WithRegister):
     contact_id: str
     policy_version: str
@@ -92,3 +105,4 @@ class ContactRead(_WithRegister):
     events: list[EventRead]
     artifacts: list[ArtifactRead]
     recording: RecordingInfo | None
+    rectifications: list[RectificationRead] = Field(default_factory=list)

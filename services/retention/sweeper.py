@@ -107,15 +107,16 @@ def _deleted_rows(name: str, table: str, order: str) -> str:
 # The whole crypto-shredding of a batch in one statement, so the database, not round trips, sets its pace.
 # Its CTEs all run to completion in one snapshot, and the transaction makes them one act with the certificates:
 # the data keys go (from then on every copy of the ciphertext is unreadable), then the events, parties,
-# messages and artifacts, whose blobs are queued. Per pair it returns the pieces removed and the SHA-256 of the
-# destroyed ciphertext in a fixed order: events by id, parties by id, messages by id, then the blobs' ciphertext
-# digests.
+# messages, rectification history and artifacts, whose blobs are queued. Per pair it returns the pieces removed
+# and the SHA-256 of the destroyed ciphertext in a fixed order: events by id, parties by id, messages by id,
+# rectifications by id, then the blobs' ciphertext digests.
 _SHRED = text(
     f"WITH pairs AS (SELECT * FROM {_PAIRS}),"  # noqa: S608
     f" shredded_keys AS (DELETE FROM keys.data_keys AS t USING pairs AS d WHERE {_OF_PAIRS} RETURNING 1),"
     f" {_deleted_rows('events', 'contact_events', 'event_id')},"
     f" {_deleted_rows('parties', 'parties', 'id')},"
     f" {_deleted_rows('messages', 'messages', 'event_id')},"
+    f" {_deleted_rows('rectifications', 'rectifications', 'id')},"
     f" artifacts AS (DELETE FROM records.artifacts AS t USING pairs AS d WHERE {_OF_PAIRS}"
     " RETURNING t.contact_ref, t.artifact_class, t.blob_key, t.ciphertext_sha256),"
     " queued AS (INSERT INTO retention.blob_deletions (blob_key)"
@@ -124,13 +125,15 @@ _SHRED = text(
     " string_agg(decode(ciphertext_sha256, 'hex'), ''::bytea ORDER BY ciphertext_sha256) AS ciphertext"
     " FROM artifacts GROUP BY 1, 2)"
     " SELECT d.contact_ref, d.artifact_class,"
-    " coalesce(e.pieces, 0) + coalesce(p.pieces, 0) + coalesce(m.pieces, 0) + coalesce(a.pieces, 0),"
+    " coalesce(e.pieces, 0) + coalesce(p.pieces, 0) + coalesce(m.pieces, 0) + coalesce(r.pieces, 0)"
+    " + coalesce(a.pieces, 0),"
     " encode(sha256(coalesce(e.ciphertext, '') || coalesce(p.ciphertext, '') || coalesce(m.ciphertext, '')"
-    " || coalesce(a.ciphertext, '')), 'hex')"
+    " || coalesce(r.ciphertext, '') || coalesce(a.ciphertext, '')), 'hex')"
     " FROM pairs AS d"
     " LEFT JOIN events_folded AS e USING (contact_ref, artifact_class)"
     " LEFT JOIN parties_folded AS p USING (contact_ref, artifact_class)"
     " LEFT JOIN messages_folded AS m USING (contact_ref, artifact_class)"
+    " LEFT JOIN rectifications_folded AS r USING (contact_ref, artifact_class)"
     " LEFT JOIN artifacts_folded AS a USING (contact_ref, artifact_class)"
 )
 # Certificate ids are version-7 UUIDs (shared.ids: time-ordered, so inserts append to the index); done_at is the

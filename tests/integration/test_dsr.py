@@ -4,7 +4,9 @@ a scenario per register, as a caseworker carries them out through the DSR API.""
 from __future__ import annotations
 
 import io
+import json
 import re
+import uuid
 import wave
 import zipfile
 from collections.abc import AsyncIterator
@@ -14,15 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.dsr.app import create_app as create_dsr
 from services.dsr.deadlines import statutory_deadline
+from services.dsr.models import Disclosure
 from services.dsr.watch import DeadlineWatch
 from services.retention.models import Certificate, Hold, ScheduleItem
 from shared.auth import Role
 from shared.clock import FrozenClock
-from shared.domain_events import DSR_EVENTS_TOPIC, RequestChangedData, parse_domain_event
+from shared.domain_events import DSR_EVENTS_TOPIC, EXPORT_EVENTS_TOPIC, RequestChangedData, parse_domain_event
+from shared.outbox import enqueue, envelope
+from shared.records import Rectification
 from shared.settings import Settings
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
@@ -365,3 +370,255 @@ async def test_reminder_and_overdue_events_come_once_each(dsr: Dsr) -> None:
     rest = (await dsr.get(f"/v1/requests?open_only=true&cursor={listed['next_cursor']}")).json()
     assert rest["requests"] and created["request_id"] not in {r["request_id"] for r in rest["requests"]}
     assert all(r["last_day"] >= created["last_day"] for r in rest["requests"])
+
+
+def _number(seed: str) -> str:
+    return f"+35840{seed[-7:].translate(str.maketrans('abcdef', '123456'))}"
+
+
+async def test_prh_rectification_corrects_the_number_keeps_the_old_one_sealed_and_never_edits_audio(
+    dsr: Dsr,
+) -> None:
+    env = dsr.env
+    wrong, right = _number(new_id()), _number(new_id())
+    audio = wav_bytes(0.3)
+    call_id = await _call(env, "prh-customer-service", wrong, audio=audio)
+    ref = contact_ref_of(env, "prh-customer-service", call_id)
+
+    # A rectification names the field and the exact change (DVV's and PRH's notices both ask for it).
+    vague = await dsr.client.post(
+        "/v1/requests",
+        json={
+            "request_type": "rectification",
+            "registers": ["prh-customer-service"],
+            "requester": [{"kind": "phone", "value": wrong}],
+        },
+        headers=dsr.headers,
+    )
+    assert vague.status_code == 422 and vague.json()["errors"][0]["field"] == "details"
+    created = await dsr.post(
+        "/v1/requests",
+        {
+            "request_type": "rectification",
+            "registers": ["prh-customer-service"],
+            "requester": [{"kind": "phone", "value": wrong}, {"kind": "phone", "value": right}],
+            "details": {
+                "field": "my phone number",
+                "change": f"{wrong} is not mine, mine is {right}",
+                "explanation": "I said on the call that I also want it noted the advice I got was wrong.",
+            },
+        },
+        expect=201,
+    )
+    request_id = created["request_id"]
+    # The caseworker reads what was asked; the audit log records that they did.
+    asked = (await dsr.get(f"/v1/requests/{request_id}/requester")).json()
+    assert asked["details"]["change"] == f"{wrong} is not mine, mine is {right}"
+    assert {i["value"] for i in asked["requester"]} == {wrong, right}
+    auditor = {"Authorization": f"Bearer {dsr.token_for(Role.AUDITOR)}"}
+    assert (await dsr.client.get(f"/v1/requests/{request_id}/requester", headers=auditor)).status_code == 403
+
+    candidates = await dsr.verified_candidates(request_id)
+    for candidate in candidates:
+        await dsr.post(
+            f"/v1/requests/{request_id}/candidates/{candidate['contact_ref']}",
+            {"confirmed": candidate["contact_ref"] == str(ref)},
+        )
+    bad = await dsr.client.post(
+        f"/v1/requests/{request_id}/answer",
+        json={"rectification": {"corrections": [{"field": "phone", "value": "12x45"}]}},
+        headers=dsr.headers,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "rectification.corrections[0].value"
+    assert "12x45" not in bad.text
+    absent = await dsr.client.post(
+        f"/v1/requests/{request_id}/answer",
+        json={"rectification": {"corrections": [{"field": "email", "value": "a@example.fi"}]}},
+        headers=dsr.headers,
+    )
+    assert absent.status_code == 422  # a call records no e-mail address: nothing to correct there
+    assert absent.json()["errors"][0]["field"] == "rectification.corrections[0].field"
+
+    statement = "The caller states that the advice given on this call about the filing fee was wrong."
+    answered = await dsr.post(
+        f"/v1/requests/{request_id}/answer",
+        {"rectification": {"corrections": [{"field": "phone", "value": right}], "statement": statement}},
+    )
+    assert answered["status"] == "completed"
+    assert answered["decisions"][0]["outcome"] == "granted"
+    reply = (await dsr.get(f"/v1/requests/{request_id}/reply")).text
+    for words in ("puhelinnumero", "telefonnummer", "phone number", "19 artikla", "artikel 19", "Art. 19"):
+        assert words in reply
+    assert wrong not in reply and right not in reply  # the letter names fields, never values
+
+    # The contact now shows the corrected number wherever it was recorded, and the statement beside it.
+    manager = env.headers[Role.MANAGER]
+    read = (await env.ingest.get(f"/v1/contacts/{call_id}", headers=manager)).json()
+    customer = next(p for p in read["parties"] if p["role"] == "customer")
+    assert customer["details"]["phone"] == right
+    started = next(e for e in read["events"] if e["type"] == "call.started")
+    assert started["data"]["caller_number"] == right
+    assert wrong not in str(read)
+    kinds = {(r["kind"], r["field"]) for r in read["rectifications"]}
+    assert kinds == {("correction", "phone"), ("statement", None)}
+    assert next(r for r in read["rectifications"] if r["kind"] == "statement")["statement"] == statement
+    # The recording itself is untouched.
+    listened = await env.ingest.get(f"/v1/contacts/{call_id}/recording", headers=manager)
+    assert listened.status_code == 200 and listened.content == audio
+
+    # The blind index follows the correction: the wrong number finds nothing now, the right one finds the call.
+    again = await dsr.open_request("access", "prh-customer-service", phone=wrong)
+    assert await dsr.verified_candidates(again["request_id"]) == []
+    access = await dsr.open_request("access", "prh-customer-service", phone=right)
+    found = await dsr.verified_candidates(access["request_id"])
+    assert [c["contact_ref"] for c in found] == [str(ref)]
+
+    # The earlier value is kept, sealed, and is the requester's data too: the access package shows it.
+    async with env.sessionmaker() as session:
+        history = (await session.scalars(select(Rectification).where(Rectification.contact_ref == ref))).all()
+    assert {(h.kind, h.field) for h in history} == {("correction", "phone"), ("statement", None)}
+    assert all(wrong.encode() not in h.sealed and statement.encode() not in h.sealed for h in history)
+    await dsr.post(f"/v1/requests/{access['request_id']}/candidates/{ref}", {"confirmed": True})
+    await dsr.post(f"/v1/requests/{access['request_id']}/answer", {})
+    package = await dsr.get(f"/v1/requests/{access['request_id']}/package")
+    archive = zipfile.ZipFile(io.BytesIO(package.content))
+    contacts = json.loads(archive.read("contacts.json"))
+    corrections = [r for r in contacts[0]["rectifications"] if r["kind"] == "correction"]
+    assert corrections[0]["previous"] == [wrong]
+    assert contacts[0]["parties"][0]["details"]["phone"] == right
+
+    # Recipients are told (Art. 19): one dsr.rectified event naming the contact and the field, never a value.
+    topic = env.settings.topic(DSR_EVENTS_TOPIC)
+
+    async def rectified() -> list[tuple[Any, bytes]] | None:
+        seen = []
+        for message in await read_topic(env.settings, topic):
+            event, data = parse_domain_event(message.value)
+            if event.type == "dsr.rectified" and str(data.request_id) == request_id:  # type: ignore[attr-defined]
+                seen.append((data, message.value))
+        return seen or None
+
+    events = await eventually(rectified, attempts=10)
+    assert len(events) == 1
+    data, raw = events[0]
+    assert data.contact_refs == [ref] and data.fields == ["phone"] and data.statement_added
+    assert wrong.encode() not in raw and right.encode() not in raw and statement.encode() not in raw
+
+    # The history lives as long as the data it belonged to: when retention deletes the classes, it goes too.
+    async with env.sessionmaker() as session:
+        await session.execute(
+            update(ScheduleItem)
+            .where(ScheduleItem.contact_ref == ref)
+            .values(due_at=NOW - timedelta(minutes=1))
+        )
+        await session.commit()
+    await env.sweeper.sweep()
+    async with env.sessionmaker() as session:
+        left = await session.scalar(
+            select(func.count()).select_from(Rectification).where(Rectification.contact_ref == ref)
+        )
+    assert left == 0
+
+
+async def test_dvv_rectification_of_accurate_data_is_refused_on_art_16(dsr: Dsr) -> None:
+    env = dsr.env
+    phone = _number(new_id())
+    call_id = await _call(env, "dvv-personal-customer-service", phone)
+    ref = contact_ref_of(env, "dvv-personal-customer-service", call_id)
+    created = await dsr.post(
+        "/v1/requests",
+        {
+            "request_type": "rectification",
+            "registers": ["dvv-personal-customer-service"],
+            "requester": [{"kind": "phone", "value": phone}],
+            "details": {"field": "phone number", "change": "the number on my call is wrong"},
+        },
+        expect=201,
+    )
+    request_id = created["request_id"]
+    for candidate in await dsr.verified_candidates(request_id):
+        await dsr.post(
+            f"/v1/requests/{request_id}/candidates/{candidate['contact_ref']}",
+            {"confirmed": candidate["contact_ref"] == str(ref)},
+        )
+    # Checked and accurate: nothing corrected, the refusal cites Art. 16 and the complaint right.
+    answered = await dsr.post(f"/v1/requests/{request_id}/answer", {"rectification": {}})
+    assert answered["status"] == "refused"
+    decision = answered["decisions"][0]
+    assert decision["statutory_ground"] == "data_accurate" and "Art. 16" in decision["ground"]
+    reply = (await dsr.get(f"/v1/requests/{request_id}/reply")).text
+    assert "there is nothing to rectify" in reply
+    assert "Office of the Data Protection Ombudsman" in reply
+    read = (await env.ingest.get(f"/v1/contacts/{call_id}", headers=env.headers[Role.MANAGER])).json()
+    assert read["rectifications"] == []
+
+
+async def _lend(env: Env, refs: list[Any], *, status: str, institute: str, agreement: str) -> None:
+    """A research loan's items, announced on the export events topic through the outbox, as export does."""
+    loan_id = uuid.uuid5(uuid.NAMESPACE_URL, f"loan:{agreement}")
+    async with env.sessionmaker() as session:
+        await enqueue(
+            session,
+            topic=EXPORT_EVENTS_TOPIC,
+            key=loan_id,
+            event=envelope(
+                "export.items_lent" if status == "lent" else "export.items_accounted",
+                {
+                    "loan_id": loan_id,
+                    "institute_id": "tutkimuslaitos",
+                    "institute_name": institute,
+                    "agreement_ref": agreement,
+                    "lent_on": (NOW - timedelta(days=10)).date(),
+                    "due_on": (NOW + timedelta(days=80)).date(),
+                    "status": status,
+                    "items": [{"contact_ref": ref, "artifact_class": "recording"} for ref in refs],
+                },
+                producer="export",
+                occurred_at=NOW,
+            ),
+        )
+        await session.commit()
+
+
+async def test_an_access_reply_lists_the_research_loans_that_included_the_callers_recordings(
+    dsr: Dsr,
+) -> None:
+    env = dsr.env
+    phone = _number(new_id())
+    call_id = await _call(env, "prh-customer-service", phone, audio=wav_bytes(0.1))
+    ref = contact_ref_of(env, "prh-customer-service", call_id)
+    stranger = await _call(env, "prh-customer-service", _number(new_id()), audio=wav_bytes(0.1))
+    await _lend(env, [ref], status="lent", institute="Laatututkimuslaitos Oy", agreement="TUT-2026/7")
+    await _lend(
+        env,
+        [contact_ref_of(env, "prh-customer-service", stranger)],
+        status="lent",
+        institute="Muu Instituutti",
+        agreement="MUU-1",
+    )
+    await _lend(env, [ref], status="lent", institute="Puheyliopisto", agreement="PY-12")
+    await _lend(env, [ref], status="destroyed", institute="Puheyliopisto", agreement="PY-12")
+
+    async def known() -> bool:
+        async with env.sessionmaker() as session:
+            rows = (await session.scalars(select(Disclosure).where(Disclosure.contact_ref == ref))).all()
+        return len(rows) == 2 and {r.status for r in rows} == {"out", "destroyed"}
+
+    await eventually(known, attempts=400)
+    created = await dsr.open_request("access", "prh-customer-service", phone=phone)
+    request_id = created["request_id"]
+    for candidate in await dsr.verified_candidates(request_id):
+        await dsr.post(
+            f"/v1/requests/{request_id}/candidates/{candidate['contact_ref']}", {"confirmed": True}
+        )
+    await dsr.post(f"/v1/requests/{request_id}/answer", {})
+    letter = (await dsr.get(f"/v1/requests/{request_id}/reply")).text
+    english = letter[letter.index("IN ENGLISH") :]
+    assert "Research loans that included your data:" in english
+    assert "Laatututkimuslaitos Oy, agreement TUT-2026/7" in english
+    assert "Puheyliopisto, agreement PY-12" in english
+    assert "Muu Instituutti" not in letter  # another person's loan
+    loan_lines = [line for line in english.splitlines() if "agreement" in line]
+    assert "destroyed" in next(line for line in loan_lines if "PY-12" in line)
+    assert "destroyed" not in next(line for line in loan_lines if "TUT-2026/7" in line)
