@@ -1382,12 +1382,35 @@ def _policy_ground(version: PolicyVersion, request: RightName) -> str | None:
     return right.ground if right.status is not RightStatus.GRANTED else None
 
 
+# What a granted erasure or objection does, so the requester knows the data go and copies are followed up.
+_ERASED: Mapping[RightName, _Text] = {
+    RightName.ERASURE: _Text(
+        "Sinua koskevat tiedot poistetaan rekisteristä viipymättä, ja poistosta ilmoitetaan niille, joille "
+        "tietoja on luovutettu ({art}).",
+        "Uppgifterna om dig raderas ur registret utan dröjsmål, och raderingen meddelas dem som uppgifterna har "
+        "lämnats ut till ({art}).",
+        "The data about you are erased from the register without delay, and those to whom the data have been "
+        "disclosed are told of the erasure ({art}).",
+    ),
+    RightName.OBJECTION: _Text(
+        "Sinua koskevien tietojen käsittely lopetetaan ja tiedot poistetaan rekisteristä viipymättä; poistosta "
+        "ilmoitetaan niille, joille tietoja on luovutettu ({art}).",
+        "Behandlingen av uppgifterna om dig upphör och uppgifterna raderas ur registret utan dröjsmål; raderingen "
+        "meddelas dem som uppgifterna har lämnats ut till ({art}).",
+        "Processing of the data about you stops and the data are erased from the register without delay; those "
+        "to whom the data have been disclosed are told of the erasure ({art}).",
+    ),
+}
+
+
 def _decision_lines(lang: Language, request: RightName, decision: RegisterDecision) -> list[str]:
     outcome = _OUTCOMES[decision.outcome](lang)
     line = f"{_Text('Päätös', 'Beslut', 'Decision')(lang)}: {outcome}"
     if decision.classes:
         line += f" ({_Text('koskee', 'gäller', 'concerns')(lang)}: {_classes_text(lang, decision.classes)})"
     lines = [line + "."]
+    if decision.outcome is Outcome.GRANTED and request in _ERASED:
+        lines.append(_ERASED[request](lang, art=_article(lang, 19)))
     if decision.outcome is not Outcome.REFUSED:
         return lines
     policy_ground = _policy_ground(decision.version, request)

@@ -650,6 +650,8 @@ async def test_hsy_objection_upheld_by_the_caseworker_erases_the_contacts(dsr: D
     parts = _parts(await dsr.reply(request_id))
     assert "You objected to the processing of your personal data (GDPR Art. 21)." in parts["en"]
     assert f"1. {HSY_TITLE}\nDecision: your request is granted." in parts["en"]
+    assert "Processing of the data about you stops and the data are erased" in parts["en"]
+    assert "tietosuoja-asetuksen 19 artikla" in parts["fi"] and "artikel 19 i" in parts["sv"]
     assert "Vastustit sinua koskevien henkilötietojen käsittelyä" in parts["fi"]
     assert "Päätös: pyyntösi hyväksytään." in parts["fi"]
     assert "Du invände mot behandlingen av dina personuppgifter" in parts["sv"]
