@@ -11,13 +11,17 @@ the topics are read by other services and by recipients' integrations, and carry
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 from uuid import UUID
 
+from aiokafka import ConsumerRecord
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from shared.events import Contract, RegisterId
+from shared.kafka import PoisonMessage
 
 RETENTION_EVENTS_TOPIC: Final = "retention-events"
 """Topic (after KAFKA_TOPIC_PREFIX) of deletions, redactions and hold changes; keyed by contact_ref or hold."""
@@ -178,3 +182,38 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     for (event_type, version), model in EVENT_DATA.items():
         schemas[f"{event_type}.v{version}.json"] = model.model_json_schema()
     return schemas
+
+
+D = TypeVar("D", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Received(Generic[D]):
+    """One domain event as a consumer received it."""
+
+    event: DomainEvent
+    data: D | None
+    """None: another kind of event on the topic, which this consumer has nothing to do with."""
+    digest: str
+    """SHA-256 of the message as received (the consumer loop's redelivery check)."""
+
+
+class DomainEventHandler(Generic[D]):
+    """The decoding half of a consumer-loop handler (shared.kafka.BatchHandler) on a domain-event topic: an
+    envelope that does not parse is poison (dead-lettered with the reason), one of another kind is passed on
+    with no data, and the event id is the idempotency key. Subclasses set `wants` and write `apply`."""
+
+    wants: type[D]
+    topic_description: str = "domain event"
+
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> Received[D]:
+        raw = record.value or b""
+        try:
+            event, data = parse_domain_event(raw)
+        except ValueError as exc:
+            raise PoisonMessage(f"not a valid {self.topic_description}: {type(exc).__name__}") from None
+        kept = data if isinstance(data, self.wants) else None
+        return Received(event, kept, hashlib.sha256(raw).hexdigest())
+
+    def identify(self, item: Received[D]) -> tuple[UUID, str]:
+        return item.event.id, item.digest

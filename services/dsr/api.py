@@ -112,6 +112,26 @@ async def _read(
     )
 
 
+async def _audit_read(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    dsr: DsrRequest,
+    now: datetime,
+    *,
+    reason: str,
+) -> None:
+    await service.audit_step(
+        session,
+        dsr,
+        by=_actor(request, principal),
+        role=principal.role.value,
+        now=now,
+        reason=reason,
+        action=Action.READ,
+    )
+
+
 async def _load(
     request: Request, session: AsyncSession, principal: Principal, request_id: UUID
 ) -> DsrRequest:
@@ -295,15 +315,7 @@ async def get_request(request: Request, request_id: UUID, principal: Authorized)
     now = _now(request)
     async with runtime(request).sessionmaker() as session:
         dsr = await _load(request, session, principal, request_id)
-        await service.audit_step(
-            session,
-            dsr,
-            by=_actor(request, principal),
-            role=principal.role.value,
-            now=now,
-            reason="viewed",
-            action=Action.READ,
-        )
+        await _audit_read(request, session, principal, dsr, now, reason="viewed")
         await session.commit()
         return await _read(session, dsr, now)
 
@@ -321,15 +333,7 @@ async def get_requester(request: Request, request_id: UUID, principal: Authorize
         dsr = await _load(request, session, principal, request_id)
         identifiers = await service.requester_identifiers(session, state.keystore, dsr)
         details = await service.request_details(session, state.keystore, dsr)
-        await service.audit_step(
-            session,
-            dsr,
-            by=_actor(request, principal),
-            role=principal.role.value,
-            now=now,
-            reason="requester_viewed",
-            action=Action.READ,
-        )
+        await _audit_read(request, session, principal, dsr, now, reason="requester_viewed")
         await session.commit()
     return RequesterRead(
         requester=[RequesterIdentifier(kind=i.kind, value=i.value) for i in identifiers],

@@ -8,13 +8,10 @@ table rather than another service's.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from uuid import UUID
 
-from aiokafka import ConsumerRecord
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +19,7 @@ from services.dsr.letters import LoanRecipient, LoanStatus
 from services.dsr.models import Disclosure
 from shared.clock import Clock
 from shared.db import bulk_insert
-from shared.domain_events import DomainEvent, LoanItemsData, parse_domain_event
-from shared.kafka import PoisonMessage
+from shared.domain_events import DomainEventHandler, LoanItemsData, Received
 from shared.policy import ArtifactClass
 
 GROUP = "dsr-disclosures"
@@ -35,33 +31,16 @@ _STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class _Step:
-    event: DomainEvent
-    data: LoanItemsData | None  # None: an export event that says nothing about who holds what
-    digest: str
-
-
-class DisclosureHandler:
+class DisclosureHandler(DomainEventHandler[LoanItemsData]):
     """Consumer-loop handler on the export events topic."""
+
+    wants = LoanItemsData
+    topic_description = "export event"
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
-    def decode(self, record: ConsumerRecord[bytes, bytes]) -> _Step:
-        raw = record.value or b""
-        try:
-            event, data = parse_domain_event(raw)
-        except ValueError as exc:
-            raise PoisonMessage(f"not a valid export event: {type(exc).__name__}") from None
-        return _Step(
-            event, data if isinstance(data, LoanItemsData) else None, hashlib.sha256(raw).hexdigest()
-        )
-
-    def identify(self, item: _Step) -> tuple[UUID, str]:
-        return item.event.id, item.digest
-
-    async def apply(self, session: AsyncSession, items: list[_Step]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Received[LoanItemsData]]) -> None:
         now = self.clock.now()
         rows: dict[tuple[UUID, UUID, str], dict[str, object]] = {}
         for item in items:

@@ -10,12 +10,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Final
-from uuid import UUID
 
-from aiokafka import ConsumerRecord
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,44 +19,27 @@ from services.retention.holds import lift_hold, place_hold
 from services.retention.models import ContactFacts, Hold, ScheduleItem
 from shared.auditlog import SYSTEM_ROLE, system_actor
 from shared.clock import Clock
-from shared.domain_events import DomainEvent, RequestContactsData, parse_domain_event
-from shared.kafka import PoisonMessage
+from shared.domain_events import DomainEventHandler, Received, RequestContactsData
 
 SERVICE: Final = "retention"
 ERASURE_TRIGGER: Final = "erasure_request"
 HOLDING_GROUNDS: Final = frozenset({"art18_1_c", "art18_1_d"})
 
 
-@dataclass(frozen=True)
-class _Step:
-    event: DomainEvent
-    data: RequestContactsData | None  # None: an event retention has nothing to do with
-    digest: str
-
-
 def _hold_reason(case_number: str) -> str:
     return f"Restriction of processing, {case_number}"
 
 
-class RequestHandler:
+class RequestHandler(DomainEventHandler[RequestContactsData]):
     """Consumer-loop handler on the DSR events topic (group ``retention-requests``)."""
+
+    wants = RequestContactsData
+    topic_description = "DSR event"
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
-    def decode(self, record: ConsumerRecord[bytes, bytes]) -> _Step:
-        raw = record.value or b""
-        try:
-            event, data = parse_domain_event(raw)
-        except ValueError as exc:
-            raise PoisonMessage(f"not a valid DSR event: {type(exc).__name__}") from None
-        digest = hashlib.sha256(raw).hexdigest()
-        return _Step(event, data if isinstance(data, RequestContactsData) else None, digest)
-
-    def identify(self, item: _Step) -> tuple[UUID, str]:
-        return item.event.id, item.digest
-
-    async def apply(self, session: AsyncSession, items: list[_Step]) -> None:
+    async def apply(self, session: AsyncSession, items: list[Received[RequestContactsData]]) -> None:
         now = self.clock.now()
         actor = system_actor(SERVICE)
         for item in items:

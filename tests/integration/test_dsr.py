@@ -10,33 +10,29 @@ import uuid
 import wave
 import zipfile
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from services.dsr.app import create_app as create_dsr
 from services.dsr.deadlines import statutory_deadline
 from services.dsr.models import Disclosure
 from services.dsr.watch import DeadlineWatch
-from services.retention.models import Certificate, Hold, ScheduleItem
+from services.retention.models import Hold, ScheduleItem
 from shared.auth import Role
-from shared.clock import FrozenClock
 from shared.domain_events import DSR_EVENTS_TOPIC, EXPORT_EVENTS_TOPIC, RequestChangedData, parse_domain_event
 from shared.outbox import enqueue, envelope
 from shared.records import Rectification
 from shared.settings import Settings
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
+from tests.integration.dsr_env import Dsr, dsr_env, erased_by_retention
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
     post_events,
-    retention_env,
     wait_until_stored,
 )
 
@@ -44,41 +40,6 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC)
 CALL_AT = NOW - timedelta(days=20)
-
-
-class Dsr:
-    def __init__(self, env: Env, client: httpx.AsyncClient, app: Any, clock: FrozenClock, token_for: Any):
-        self.env = env
-        self.client = client
-        self.app = app
-        self.clock = clock
-        self.headers = {"Authorization": f"Bearer {token_for(Role.CASEWORKER)}"}
-        self.token_for = token_for
-
-    async def post(self, path: str, body: dict[str, Any] | None = None, expect: int = 200) -> Any:
-        response = await self.client.post(path, json=body or {}, headers=self.headers)
-        assert response.status_code == expect, response.text
-        return response.json()
-
-    async def get(self, path: str, expect: int = 200) -> httpx.Response:
-        response = await self.client.get(path, headers=self.headers)
-        assert response.status_code == expect, response.text
-        return response
-
-    async def open_request(self, request_type: str, register: str, **requester: str) -> dict[str, Any]:
-        body = {
-            "request_type": request_type,
-            "registers": [register],
-            "requester": [{"kind": kind, "value": value} for kind, value in requester.items()],
-        }
-        created: dict[str, Any] = await self.post("/v1/requests", body, expect=201)
-        return created
-
-    async def verified_candidates(self, request_id: str) -> list[dict[str, Any]]:
-        await self.post(f"/v1/requests/{request_id}/identity", {"method": "strong_electronic_identification"})
-        found = await self.post(f"/v1/requests/{request_id}/search")
-        candidates: list[dict[str, Any]] = found["candidates"]
-        return candidates
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +50,8 @@ async def dsr(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Dsr]:
     data_dir = tmp_path_factory.mktemp("dsr-data")
-    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=NOW) as env:
-        clock = FrozenClock(NOW)
-        app = create_dsr(env.settings, clock=clock, run_watch=False)
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dsr.test")
-            )
-            yield Dsr(env, client, app, clock, token_for)
+    async with dsr_env(infrastructure, settings, token_for, data_dir, now=NOW) as running:
+        yield running
 
 
 async def _call(env: Env, register: str, phone: str, *, audio: bytes | None = None) -> str:
@@ -126,7 +80,7 @@ async def test_prh_access_finds_the_callers_contacts_and_answers_with_a_package(
     own_ref = contact_ref_of(env, "prh-customer-service", own)
     other_ref = contact_ref_of(env, "prh-customer-service", other)
 
-    created = await dsr.open_request("access", "prh-customer-service", phone=phone)
+    created = await dsr.open_request("access", ["prh-customer-service"], ("phone", phone))
     request_id = created["request_id"]
     assert re.fullmatch(r"DSR-\d{4}-\d{6}", created["case_number"])
     assert created["status"] == "received"
@@ -207,7 +161,7 @@ async def test_a_bad_request_is_refused_naming_the_field_never_repeating_the_val
 
 async def test_dvv_refuses_erasure_citing_its_legal_ground(dsr: Dsr) -> None:
     created = await dsr.open_request(
-        "erasure", "dvv-personal-customer-service", email=f"someone-{new_id()}@example.fi"
+        "erasure", ["dvv-personal-customer-service"], ("email", f"someone-{new_id()}@example.fi")
     )
     request_id = created["request_id"]
     assert await dsr.verified_candidates(request_id) == []
@@ -234,7 +188,7 @@ async def test_hsy_erasure_goes_through_retentions_deletion_path(dsr: Dsr) -> No
         return int(count or 0)
 
     await eventually(scheduled, attempts=400)
-    created = await dsr.open_request("erasure", "hsy-customer-service", phone=phone)
+    created = await dsr.open_request("erasure", ["hsy-customer-service"], ("phone", phone))
     request_id = created["request_id"]
     for candidate in await dsr.verified_candidates(request_id):
         await dsr.post(
@@ -251,21 +205,7 @@ async def test_hsy_erasure_goes_through_retentions_deletion_path(dsr: Dsr) -> No
         {"conditions": [{"register": "hsy-customer-service", "met": True}]},
     )
     assert answered["status"] == "completed"
-
-    async def due_now() -> bool:
-        async with env.sessionmaker() as session:
-            triggers = (
-                await session.scalars(select(ScheduleItem.trigger).where(ScheduleItem.contact_ref == ref))
-            ).all()
-        return bool(triggers) and set(triggers) == {"erasure_request"}
-
-    await eventually(due_now, attempts=400)
-    await env.sweeper.sweep()
-    async with env.sessionmaker() as session:
-        certificates = (
-            await session.scalars(select(Certificate).where(Certificate.contact_ref == ref))
-        ).all()
-    assert certificates and all(c.trigger == "erasure_request" for c in certificates)
+    await erased_by_retention(env, ref)
     gone = await env.ingest.get(
         f"/v1/contacts/{call_id}",
         params={"register": "hsy-customer-service"},
@@ -468,9 +408,9 @@ async def test_prh_rectification_corrects_the_number_keeps_the_old_one_sealed_an
     assert listened.status_code == 200 and listened.content == audio
 
     # The blind index follows the correction: the wrong number finds nothing now, the right one finds the call.
-    again = await dsr.open_request("access", "prh-customer-service", phone=wrong)
+    again = await dsr.open_request("access", ["prh-customer-service"], ("phone", wrong))
     assert await dsr.verified_candidates(again["request_id"]) == []
-    access = await dsr.open_request("access", "prh-customer-service", phone=right)
+    access = await dsr.open_request("access", ["prh-customer-service"], ("phone", right))
     found = await dsr.verified_candidates(access["request_id"])
     assert [c["contact_ref"] for c in found] == [str(ref)]
 
@@ -606,7 +546,7 @@ async def test_an_access_reply_lists_the_research_loans_that_included_the_caller
         return len(rows) == 2 and {r.status for r in rows} == {"out", "destroyed"}
 
     await eventually(known, attempts=400)
-    created = await dsr.open_request("access", "prh-customer-service", phone=phone)
+    created = await dsr.open_request("access", ["prh-customer-service"], ("phone", phone))
     request_id = created["request_id"]
     for candidate in await dsr.verified_candidates(request_id):
         await dsr.post(

@@ -14,25 +14,19 @@ ingested over HTTP.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import secrets
-import zipfile
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.dsr.app import create_app as create_dsr
-from services.retention.models import Certificate, Hold, ScheduleItem
+from services.retention.models import Hold, ScheduleItem
 from shared.auth import Role
-from shared.clock import FrozenClock
 from shared.domain_events import (
     DSR_EVENTS_TOPIC,
     DomainEvent,
@@ -45,12 +39,12 @@ from shared.kafka import ProcessedEvent
 from shared.settings import Settings
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
+from tests.integration.dsr_env import Dsr, dsr_env, erased_by_retention
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
     post_events,
-    retention_env,
     wait_until_stored,
 )
 
@@ -79,61 +73,6 @@ DVV_TITLE = (
 )
 
 
-class Dsr:
-    """The DSR service in-process, called as a caseworker, with the ingest/retention environment beside it."""
-
-    def __init__(self, env: Env, client: httpx.AsyncClient, token_for: Any) -> None:
-        self.env = env
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token_for(Role.CASEWORKER)}"}
-        self.token_for = token_for
-
-    async def post(self, path: str, body: dict[str, Any] | None = None, expect: int = 200) -> Any:
-        response = await self.client.post(path, json=body or {}, headers=self.headers)
-        assert response.status_code == expect, response.text
-        return response.json()
-
-    async def get(self, path: str, expect: int = 200) -> httpx.Response:
-        response = await self.client.get(path, headers=self.headers)
-        assert response.status_code == expect, response.text
-        return response
-
-    async def open_request(
-        self, request_type: str, registers: list[str], *requester: tuple[str, str], **extra: Any
-    ) -> dict[str, Any]:
-        body = {
-            "request_type": request_type,
-            "registers": registers,
-            "requester": [{"kind": kind, "value": value} for kind, value in requester],
-            **extra,
-        }
-        created: dict[str, Any] = await self.post("/v1/requests", body, expect=201)
-        return created
-
-    async def verified_candidates(self, request_id: str) -> list[dict[str, Any]]:
-        await self.post(f"/v1/requests/{request_id}/identity", {"method": "strong_electronic_identification"})
-        found = await self.post(f"/v1/requests/{request_id}/search")
-        candidates: list[dict[str, Any]] = found["candidates"]
-        return candidates
-
-    async def confirm_only(self, request_id: str, candidates: list[dict[str, Any]], *own: UUID) -> None:
-        """Confirm the requester's own contacts and reject every other candidate (a shared or recycled
-        identifier, a namesake)."""
-        for candidate in candidates:
-            await self.post(
-                f"/v1/requests/{request_id}/candidates/{candidate['contact_ref']}",
-                {"confirmed": UUID(candidate["contact_ref"]) in own},
-            )
-
-    async def reply(self, request_id: str) -> str:
-        return (await self.get(f"/v1/requests/{request_id}/reply")).text
-
-    async def package(self, request_id: str) -> zipfile.ZipFile:
-        response = await self.get(f"/v1/requests/{request_id}/package")
-        assert response.headers["content-type"] == "application/zip"
-        return zipfile.ZipFile(io.BytesIO(response.content))
-
-
 @pytest.fixture(scope="module")
 async def dsr(
     infrastructure: Infrastructure,
@@ -142,14 +81,8 @@ async def dsr(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Dsr]:
     data_dir = tmp_path_factory.mktemp("dsr-registers-data")
-    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=NOW) as env:
-        app = create_dsr(env.settings, clock=FrozenClock(NOW), run_watch=False)
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dsr.test")
-            )
-            yield Dsr(env, client, token_for)
+    async with dsr_env(infrastructure, settings, token_for, data_dir, now=NOW) as running:
+        yield running
 
 
 # -- people and their contacts --------------------------------------------------------------------------------
@@ -293,21 +226,7 @@ async def _scheduled(env: Env, ref: UUID) -> None:
 async def _erased(env: Env, register: str, contact_id: str, ref: UUID) -> None:
     """Retention has made every item of the contact due on the data subject's request; a sweep deletes and
     certifies them, and the contact is gone."""
-
-    async def due_now() -> bool:
-        async with env.sessionmaker() as session:
-            triggers = (
-                await session.scalars(select(ScheduleItem.trigger).where(ScheduleItem.contact_ref == ref))
-            ).all()
-        return bool(triggers) and set(triggers) == {"erasure_request"}
-
-    await eventually(due_now, attempts=400)
-    await env.sweeper.sweep()
-    async with env.sessionmaker() as session:
-        certificates = (
-            await session.scalars(select(Certificate).where(Certificate.contact_ref == ref))
-        ).all()
-    assert certificates and all(c.trigger == "erasure_request" for c in certificates)
+    await erased_by_retention(env, ref)
     assert await _read_as(env, register, contact_id, env.headers[Role.MANAGER]) == 404
 
 
