@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint unit integration bench bench-retention schemas token clean
+.PHONY: install run test lint unit integration bench bench-retention bench-dsr schemas token clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -39,10 +39,15 @@ unit: install
 bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.retention
+	$(PY) -m bench.dsr
 
 # BENCH_RETENTION_SCALE=0.1 for a quick run (100,000 live artifacts instead of 1,000,000).
 bench-retention: install
 	$(PY) -m bench.retention
+
+# BENCH_DSR_SCALE=0.1 for a quick run (100,000 contacts instead of 1,000,000).
+bench-dsr: install
+	$(PY) -m bench.dsr
 
 schemas: install
 	$(VENV)/bin/sailo schemas
