@@ -127,13 +127,19 @@ def settings(
 def token_for(settings: Settings, signing_keys: tuple[Path, Path]):  # type: ignore[no-untyped-def]
     private = signing_keys[0].read_bytes()
 
-    def make(role: Role, *, agent_id: str | None = None, institute_id: str | None = None) -> str:
+    def make(
+        role: Role,
+        *,
+        agent_id: str | None = None,
+        institute_id: str | None = None,
+        subject: str | None = None,
+    ) -> str:
         return mint_token(
             private,
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,
             role=role,
-            subject=f"test-{role.value}",
+            subject=subject or f"test-{role.value}",
             agent_id=agent_id,
             institute_id=institute_id,
         )

@@ -62,6 +62,27 @@ async def _audit(
     )
 
 
+async def _load(
+    request: Request, session: AsyncSession, principal: Principal, loan_id: UUID, *, lock: bool = False
+) -> Loan:
+    """The loan the caller may see (an institute only its own); a missing one is audited and answered 404."""
+    query = _own_loans(principal).where(Loan.loan_id == loan_id)
+    loan: Loan | None = await session.scalar(query.with_for_update() if lock else query)
+    if loan is None:
+        await session.rollback()
+        rt = runtime(request)
+        await record_not_found(
+            rt.sessionmaker,
+            actor=_actor(request, principal),
+            role=principal.role.value,
+            object_type="loan",
+            service=SERVICE,
+            occurred_at=rt.clock.now(),
+        )
+        raise ApiError.field(404, "loan_id", "no such loan", title="Loan not found")
+    return loan
+
+
 def _own_loans(principal: Principal) -> Any:
     query = select(Loan)
     if principal.role is Role.INSTITUTE:
@@ -97,6 +118,10 @@ async def create_loan(request: Request, principal: Authorized) -> LoanRead:
             agreement_ref=body.agreement_ref,
             purpose=body.purpose,
             study_ends_on=body.study_ends_on,
+            institute_name=body.institute_name,
+            contact_person=body.contact_person,
+            legal_basis=body.legal_basis,
+            commitment=body.commitment,
             status="draft",
             created_by=_actor(request, principal),
         )
@@ -132,19 +157,34 @@ async def list_loans(request: Request, principal: Authorized) -> LoanList:
 async def get_loan(request: Request, loan_id: UUID, principal: Authorized) -> LoanRead:
     async with runtime(request).sessionmaker() as session:
         await apply_record_rules(session, principal)
-        loan = await session.scalar(_own_loans(principal).where(Loan.loan_id == loan_id))
-        if loan is None:
-            await session.rollback()
-            rt = runtime(request)
-            await record_not_found(
-                rt.sessionmaker,
-                actor=_actor(request, principal),
-                role=principal.role.value,
-                object_type="loan",
-                service=SERVICE,
-                occurred_at=rt.clock.now(),
-            )
-            raise ApiError.field(404, "loan_id", "no such loan", title="Loan not found")
+        loan = await _load(request, session, principal, loan_id)
         await _audit(request, session, principal, Action.READ, [loan.loan_id])
         await session.commit()
+        return _read(loan)
+
+
+@router.post(
+    "/loans/{loan_id}/approval",
+    response_model=LoanRead,
+    summary="Approve a loan: a second research officer, never the one who set it up (four eyes)",
+    responses=_problems(401, 403, 404, 409, 422),
+)
+async def approve_loan(request: Request, loan_id: UUID, principal: Authorized) -> LoanRead:
+    approver = _actor(request, principal)
+    async with runtime(request).sessionmaker() as session:
+        loan = await _load(request, session, principal, loan_id, lock=True)
+        if loan.status != "draft":
+            raise ApiError.field(409, "status", f"a loan that is {loan.status} cannot be approved")
+        if loan.created_by == approver:
+            # Nothing leaves on one person's word: the agreement is checked by a second authorised person.
+            raise ApiError.field(
+                409, "approver", "the loan must be approved by someone other than who set it up"
+            )
+        loan.status = "approved"
+        loan.approved_by = approver
+        loan.approved_at = runtime(request).clock.now()
+        await session.flush()
+        await _audit(request, session, principal, Action.EXPORT_STEP, [loan.loan_id])
+        await session.commit()
+        await session.refresh(loan)
         return _read(loan)

@@ -270,6 +270,10 @@ async def test_an_institute_sees_only_its_own_loans(
                 "agreement_ref": f"AGR-{institute}",
                 "purpose": "service quality assessment",
                 "study_ends_on": "2027-06-30",
+                "institute_name": f"Institute {institute.upper()}",
+                "contact_person": "Study lead",
+                "legal_basis": "GDPR Art. 6(1)(e) and Art. 89",
+                "commitment": "destroy",
             },
             headers=officer,
         )

@@ -309,6 +309,10 @@ async def test_a_full_day_leaves_no_personal_data_in_logs_errors_metrics_or_audi
             "agreement_ref": "AGR-2026-7",
             "purpose": "call quality study",
             "study_ends_on": "2027-03-31",
+            "institute_name": "Puheentutkimuksen laitos",
+            "contact_person": "Tutkimusjohtaja",
+            "legal_basis": "GDPR Art. 6(1)(e) and Art. 89",
+            "commitment": "return",
         },
         headers=officer,
     )
