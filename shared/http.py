@@ -48,6 +48,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the problem+json answers a route can give."""
+    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    return {code: {"description": "Problem details", "content": content} for code in codes}
+
+
 """The body `problem()` answers every error with, for the services' OpenAPI documents."""
 
 HTTP_REQUESTS = Counter(

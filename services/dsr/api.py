@@ -49,18 +49,18 @@ from shared.auditlog import actor_ref, record, record_not_found
 from shared.auth import Principal
 from shared.blobstore import BlobStore
 from shared.crypto import BlindIndex, unwrap_data_key
-from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, json_body, json_body_openapi
+from shared.http import (
+    ApiError,
+    json_body,
+    json_body_openapi,
+    problem_responses,
+)
 from shared.policy import PolicyRegistry, RightName
 from shared.runtime import runtime
 
 SERVICE = "dsr"
 router = APIRouter(prefix="/v1", tags=["requests"])
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]
-
-
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
-    return {code: {"description": "Problem details", "content": content} for code in codes}
 
 
 def _state(request: Request) -> Any:
@@ -192,7 +192,7 @@ async def _step(request: Request, principal: Principal, request_id: UUID, act: S
                 }
             },
         },
-        **_problems(401, 403, 409, 413, 415, 422),
+        **problem_responses(401, 403, 409, 413, 415, 422),
     },
     openapi_extra=json_body_openapi(RequestCreate),
 )
@@ -248,7 +248,7 @@ def _cursor(value: str | None) -> tuple[date, str] | None:
     "/requests",
     response_model=RequestList,
     summary="The queue: requests by last day, filtered by status, type and due date",
-    responses=_problems(401, 403, 422),
+    responses=problem_responses(401, 403, 422),
 )
 async def list_requests(
     request: Request,
@@ -309,7 +309,7 @@ async def list_requests(
     "/requests/{request_id}",
     response_model=RequestRead,
     summary="One request: status, last day, decisions with their legal grounds",
-    responses=_problems(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def get_request(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
     now = _now(request)
@@ -324,7 +324,7 @@ async def get_request(request: Request, request_id: UUID, principal: Authorized)
     "/requests/{request_id}/requester",
     response_model=RequesterRead,
     summary="The requester's identifiers and own words (the field and change of a rectification), unsealed",
-    responses=_problems(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def get_requester(request: Request, request_id: UUID, principal: Authorized) -> RequesterRead:
     now = _now(request)
@@ -348,7 +348,7 @@ async def get_requester(request: Request, request_id: UUID, principal: Authorize
     "/requests/{request_id}/identity",
     response_model=RequestRead,
     summary="Record how the requester's identity was proven",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(IdentityVerification),
 )
 async def verify_identity(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
@@ -368,7 +368,7 @@ def _candidate(candidate: Candidate) -> CandidateRead:
     "/requests/{request_id}/search",
     response_model=CandidateList,
     summary="Find the requester's contacts through the blind index (identity must be verified first)",
-    responses=_problems(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def search(request: Request, request_id: UUID, principal: Authorized) -> CandidateList:
     now = _now(request)
@@ -395,7 +395,7 @@ async def search(request: Request, request_id: UUID, principal: Authorized) -> C
     "/requests/{request_id}/candidates",
     response_model=CandidateList,
     summary="The contacts found for a request, each pending, confirmed or rejected",
-    responses=_problems(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def list_candidates(request: Request, request_id: UUID, principal: Authorized) -> CandidateList:
     async with runtime(request).sessionmaker() as session:
@@ -413,7 +413,7 @@ async def list_candidates(request: Request, request_id: UUID, principal: Authori
     "/requests/{request_id}/candidates/{contact_ref}",
     response_model=CandidateRead,
     summary="Confirm that a found contact is the requester's, or reject it",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(CandidateDecision),
 )
 async def decide_candidate(
@@ -445,7 +445,7 @@ async def decide_candidate(
     "/requests/{request_id}/extension",
     response_model=StepWithLetter,
     summary="Extend the time limit by one or two months (Art. 12(3)), with reasons",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(ExtensionCreate),
 )
 async def extend(request: Request, request_id: UUID, principal: Authorized) -> StepWithLetter:
@@ -487,7 +487,7 @@ async def extend(request: Request, request_id: UUID, principal: Authorized) -> S
     "/requests/{request_id}/status",
     response_model=RequestRead,
     summary="Wait for the requester, resume, record a withdrawal, or refuse an unverifiable request",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(StatusChange),
 )
 async def change_status(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
@@ -505,7 +505,7 @@ async def change_status(request: Request, request_id: UUID, principal: Authorize
     "/requests/{request_id}/answer",
     response_model=RequestRead,
     summary="Decide per register, carry the decision out and write the reply",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(AnswerCreate),
 )
 async def answer_request(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
@@ -555,7 +555,7 @@ async def answer_request(request: Request, request_id: UUID, principal: Authoriz
     "/requests/{request_id}/reply",
     response_class=PlainTextResponse,
     summary="The reply letter (Finnish, Swedish, English)",
-    responses={200: {"content": {"text/plain": {}}}, **_problems(401, 403, 404, 409, 422)},
+    responses={200: {"content": {"text/plain": {}}}, **problem_responses(401, 403, 404, 409, 422)},
 )
 async def get_reply(request: Request, request_id: UUID, principal: Authorized) -> PlainTextResponse:
     async with runtime(request).sessionmaker() as session:
@@ -570,7 +570,7 @@ async def get_reply(request: Request, request_id: UUID, principal: Authorized) -
     "/requests/{request_id}/package",
     summary="Download the access package (ZIP), until it expires",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/zip": {}}}, **_problems(401, 403, 404, 410, 422)},
+    responses={200: {"content": {"application/zip": {}}}, **problem_responses(401, 403, 404, 410, 422)},
 )
 async def download_package(request: Request, request_id: UUID, principal: Authorized) -> StreamingResponse:
     now = _now(request)
@@ -623,7 +623,7 @@ async def download_package(request: Request, request_id: UUID, principal: Author
     "/requests/{request_id}/restriction/lift",
     response_model=StepWithLetter,
     summary="Set the day a restriction is lifted and get the letter telling the requester first (Art. 18(3))",
-    responses=_problems(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
     openapi_extra=json_body_openapi(RestrictionLift),
 )
 async def lift_restriction(request: Request, request_id: UUID, principal: Authorized) -> StepWithLetter:

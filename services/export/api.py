@@ -21,17 +21,17 @@ from shared.audit import Action
 from shared.auditlog import actor_ref, record, record_not_found
 from shared.auth import Principal, Role
 from shared.crypto import BlindIndex
-from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, json_body, json_body_openapi
+from shared.http import (
+    ApiError,
+    json_body,
+    json_body_openapi,
+    problem_responses,
+)
 from shared.runtime import runtime
 
 SERVICE = "export"
 router = APIRouter(prefix="/v1", tags=["loans"])
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]
-
-
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
-    return {code: {"description": "Problem details", "content": content} for code in codes}
 
 
 def _actor(request: Request, principal: Principal) -> UUID:
@@ -105,7 +105,7 @@ def _own_loans(principal: Principal) -> Any:
                 }
             },
         },
-        **_problems(401, 403, 413, 415, 422),
+        **problem_responses(401, 403, 413, 415, 422),
     },
     openapi_extra=json_body_openapi(LoanCreate),
 )
@@ -137,7 +137,7 @@ async def create_loan(request: Request, principal: Authorized) -> LoanRead:
     "/loans",
     response_model=LoanList,
     summary="List loans (an institute sees only its own)",
-    responses=_problems(401, 403),
+    responses=problem_responses(401, 403),
 )
 async def list_loans(request: Request, principal: Authorized) -> LoanList:
     async with runtime(request).sessionmaker() as session:
@@ -152,7 +152,7 @@ async def list_loans(request: Request, principal: Authorized) -> LoanList:
     "/loans/{loan_id}",
     response_model=LoanRead,
     summary="Read one loan (an institute only its own)",
-    responses=_problems(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def get_loan(request: Request, loan_id: UUID, principal: Authorized) -> LoanRead:
     async with runtime(request).sessionmaker() as session:
@@ -167,7 +167,7 @@ async def get_loan(request: Request, loan_id: UUID, principal: Authorized) -> Lo
     "/loans/{loan_id}/approval",
     response_model=LoanRead,
     summary="Approve a loan: a second research officer, never the one who set it up (four eyes)",
-    responses=_problems(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def approve_loan(request: Request, loan_id: UUID, principal: Authorized) -> LoanRead:
     approver = _actor(request, principal)

@@ -8,7 +8,7 @@ contact, an agent or a customer; every call is audited (a read of ``statistics``
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ from shared.audit import Action
 from shared.auditlog import actor_ref, record
 from shared.auth import Principal
 from shared.crypto import BlindIndex
-from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError
+from shared.http import ApiError, problem_responses
 from shared.policy import PolicyRegistry
 from shared.runtime import runtime
 
@@ -82,11 +82,6 @@ class StatisticsReport(BaseModel):
     totals: list[StatisticsTotal]
 
 
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
-    return {code: {"description": "Problem details", "content": content} for code in codes}
-
-
 def _day(field: str, value: str | None) -> date | None:
     if value is None:
         return None
@@ -133,7 +128,7 @@ def _wants_csv(request: Request, format_: str | None) -> bool:
             "description": "The statistics",
             "content": {"text/csv": {"schema": {"type": "string"}}},
         },
-        **_problems(401, 403, 422),
+        **problem_responses(401, 403, 422),
     },
 )
 async def get_statistics(

@@ -41,7 +41,12 @@ from shared.audit import Action
 from shared.auditlog import actor_ref, record
 from shared.auth import Principal
 from shared.crypto import BlindIndex
-from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, json_body, json_body_openapi
+from shared.http import (
+    ApiError,
+    json_body,
+    json_body_openapi,
+    problem_responses,
+)
 from shared.identifiers import IdentifierError, normalise_identifier
 from shared.policy import PolicyRegistry
 from shared.runtime import runtime
@@ -53,11 +58,6 @@ RegisterQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9][a
 EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2200, 12, 31)
 MAX_FORECAST_DAYS = 400
 MAX_CERTIFICATES = 10_000
-
-
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
-    return {code: {"description": "Problem details", "content": content} for code in codes}
 
 
 def _blind_index(request: Request) -> BlindIndex:
@@ -141,7 +141,7 @@ def _hold_read(hold: Hold, now: datetime) -> HoldRead:
                 }
             },
         },
-        **_problems(401, 403, 413, 415, 422),
+        **problem_responses(401, 403, 413, 415, 422),
     },
 )
 async def create_hold(request: Request, principal: Authorized) -> HoldRead:
@@ -183,7 +183,10 @@ async def create_hold(request: Request, principal: Authorized) -> HoldRead:
 
 
 @router.get(
-    "/holds", response_model=HoldList, summary="Holds, newest first", responses=_problems(401, 403, 422)
+    "/holds",
+    response_model=HoldList,
+    summary="Holds, newest first",
+    responses=problem_responses(401, 403, 422),
 )
 async def list_holds(
     request: Request, principal: Authorized, active: Annotated[bool | None, Query()] = None
@@ -206,7 +209,7 @@ HoldIdPath = Annotated[str, Path(pattern=r"^H-[1-9][0-9]{0,17}$", description="e
     "/holds/{hold_id}/lift",
     response_model=HoldRead,
     summary="Lift a hold; what it kept goes at the next sweep if due",
-    responses=_problems(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def lift(request: Request, hold_id: HoldIdPath, principal: Authorized) -> HoldRead:
     rt = runtime(request)
@@ -234,7 +237,7 @@ async def lift(request: Request, hold_id: HoldIdPath, principal: Authorized) -> 
     "/contacts/{contact_id}/schedule",
     response_model=ContactScheduleRead,
     summary="When each part of a contact goes, and why it is still kept",
-    responses=_problems(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def contact_schedule(
     request: Request,
@@ -297,7 +300,7 @@ async def contact_schedule(
     "/forecast",
     response_model=ForecastRead,
     summary="Upcoming deletions and redactions per day and class (Helsinki days)",
-    responses=_problems(401, 403, 422),
+    responses=problem_responses(401, 403, 422),
 )
 async def forecast(
     request: Request,
@@ -345,7 +348,10 @@ _CSV_FIELDS = [field.alias or name for name, field in CertificateRead.model_fiel
     "/certificates",
     response_model=CertificateList,
     summary="Certificates of deletion, as JSON or CSV (format=csv)",
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **_problems(401, 403, 422)},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403, 422),
+    },
 )
 async def certificates(
     request: Request,
@@ -390,7 +396,7 @@ async def certificates(
     "/policies",
     response_model=PolicyList,
     summary="Registers and their policy versions",
-    responses=_problems(401, 403),
+    responses=problem_responses(401, 403),
 )
 async def policies(request: Request, principal: Authorized) -> PolicyList:
     registry = _policies(request)
