@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import DateTime, LargeBinary, String, func, text
+from sqlalchemy import DateTime, LargeBinary, String, TextClause, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +39,13 @@ _LOAD_KEYS = text(
     "SELECT k.contact_ref, k.artifact_class, k.wrapped_key FROM keys.data_keys AS k"
     " JOIN unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS wanted(contact_ref, artifact_class)"
     " USING (contact_ref, artifact_class)"
+)
+# The same, share-locked in one order for a writer (see KeyStore.get): crypto-shredding locks the rows for update
+# in the same order, so the two wait for each other and never deadlock.
+_LOAD_KEYS_HELD = text(
+    "SELECT k.contact_ref, k.artifact_class, k.wrapped_key FROM keys.data_keys AS k"
+    " JOIN unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS wanted(contact_ref, artifact_class)"
+    " USING (contact_ref, artifact_class) ORDER BY k.contact_ref, k.artifact_class FOR SHARE OF k"
 )
 
 
@@ -96,19 +103,32 @@ class KeyStore:
             found.update(await self._load(session, missing))
         return found
 
-    async def get(self, session: AsyncSession, refs: Iterable[KeyRef]) -> dict[KeyRef, bytes]:
-        """Existing data keys only; a destroyed or unknown key is simply absent from the result."""
+    async def get(
+        self, session: AsyncSession, refs: Iterable[KeyRef], *, hold: bool = False
+    ) -> dict[KeyRef, bytes]:
+        """Existing data keys only; a destroyed or unknown key is simply absent from the result.
+
+        `hold` is for a writer about to store data under the keys. They are then read from the database, never
+        the cache, and share-locked until the transaction ends. A crypto-shredding that starts meanwhile waits
+        for this transaction and then removes what it wrote; one that went first leaves the key absent. Without
+        the hold, a writer that read a key just before it was destroyed would store rows after the deletion
+        was certified, under a key nobody has any more.
+        """
         wanted = set(refs)
+        if hold:
+            return await self._load(session, wanted, statement=_LOAD_KEYS_HELD)
         found = {ref: key for ref in wanted if (key := self._cached(ref)) is not None}
         missing = wanted - found.keys()
         if missing:
             found.update(await self._load(session, missing))
         return found
 
-    async def _load(self, session: AsyncSession, refs: set[KeyRef]) -> dict[KeyRef, bytes]:
+    async def _load(
+        self, session: AsyncSession, refs: set[KeyRef], *, statement: TextClause = _LOAD_KEYS
+    ) -> dict[KeyRef, bytes]:
         ordered = sorted(refs)
         result = await session.execute(
-            _LOAD_KEYS, {"refs": [r[0] for r in ordered], "classes": [r[1] for r in ordered]}
+            statement, {"refs": [r[0] for r in ordered], "classes": [r[1] for r in ordered]}
         )
         loaded: dict[KeyRef, bytes] = {}
         for contact_ref, artifact_class, wrapped in result:

@@ -221,7 +221,7 @@ class RecordStore:
         # Ingest commits a data key before it publishes anything sealed under it; a missing key here means the
         # data was already shredded (or the message is forged), which no retry can fix.
         wanted = {(e.contact_ref, e.artifact_class.value) for e in events}
-        keys = await self.keystore.get(session, wanted)
+        keys = await self.keystore.get(session, wanted, hold=True)
         if missing := wanted - keys.keys():
             raise KeyUnavailable(f"{len(missing)} data key(s) unavailable")
         contacts: dict[UUID, _ContactUpdate] = {}

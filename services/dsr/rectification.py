@@ -187,10 +187,13 @@ async def _correct(
             select(Party).where(Party.contact_ref.in_(refs), Party.role == "customer").with_for_update()
         )
     ).all()
+    # Held, so a retention sweep running now either goes first (the key is absent, nothing to correct) or waits
+    # and then shreds the corrected rows and their history with the rest.
     keys = await keystore.get(
         session,
         {(e.contact_ref, e.artifact_class) for e in events}
         | {(p.contact_ref, p.artifact_class) for p in parties},
+        hold=True,
     )
     found: dict[str, set[UUID]] = defaultdict(set)
     # (contact, class, field) -> the earlier values, in the order they were recorded.
@@ -324,7 +327,7 @@ async def _statements(
         )
     ).all()
     targets = sorted({(r.contact_ref, r.artifact_class) for r in [*recordings, *conversations]}, key=str)
-    keys = await keystore.get(session, set(targets))
+    keys = await keystore.get(session, set(targets), hold=True)
     touched: set[UUID] = set()
     for ref, artifact_class in targets:
         key = keys.get((ref, artifact_class))

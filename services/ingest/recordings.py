@@ -134,6 +134,15 @@ class RecordingService:
         sha256 = plain_hash.hexdigest()
 
         async with self.sessionmaker() as session, session.begin():
+            # The key is held until the artifact row is in: a retention sweep of this contact's recordings
+            # either waits and removes this one too, or went first, and then the upload is refused.
+            if not await self.keystore.get(session, {(ref, RECORDING)}, hold=True):
+                await self.blobs.delete(blob_key)
+                raise ApiError(
+                    409,
+                    "The recordings of this contact were deleted",
+                    [FieldError("body", "the recordings of this contact were deleted during the upload")],
+                )
             existing = await session.scalar(
                 select(Artifact)
                 .where(Artifact.contact_ref == ref, Artifact.artifact_class == RECORDING)

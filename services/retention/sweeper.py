@@ -104,6 +104,13 @@ def _deleted_rows(name: str, table: str, order: str) -> str:
     )
 
 
+# The batch's data keys, locked in one order as a statement of its own before _SHRED. A writer holding a key
+# (shared.keystore.KeyStore.get with hold=True: the record store, a rectification, a recording upload) makes this
+# wait until it commits; _SHRED's snapshot then includes what it wrote, so nothing is stored after the deletion.
+_LOCK_KEYS = text(
+    f"SELECT t.contact_ref FROM keys.data_keys AS t JOIN {_PAIRS} ON {_OF_PAIRS}"  # noqa: S608
+    " ORDER BY t.contact_ref, t.artifact_class FOR UPDATE OF t"
+)
 # The whole crypto-shredding of a batch in one statement, so the database, not round trips, sets its pace.
 # Its CTEs all run to completion in one snapshot, and the transaction makes them one act with the certificates:
 # the data keys go (from then on every copy of the ciphertext is unreadable), then the events, parties,
@@ -388,11 +395,11 @@ class Sweeper:
         """Crypto-shred one artifact class of a contact per item; returns (pieces removed, digest of the
         ciphertext) per item, in the items' order."""
         pairs = list(dict.fromkeys((item.contact_ref, item.artifact_class) for item in items))
+        arrays = {"refs": [ref for ref, _ in pairs], "classes": [name for _, name in pairs]}
+        await session.execute(_LOCK_KEYS, arrays)
         shredded = {
             (ref, artifact_class): (int(pieces), str(digest))
-            for ref, artifact_class, pieces, digest in await session.execute(
-                _SHRED, {"refs": [ref for ref, _ in pairs], "classes": [name for _, name in pairs]}
-            )
+            for ref, artifact_class, pieces, digest in await session.execute(_SHRED, arrays)
         }
         self.keystore.forget(pairs)
         outcomes = []

@@ -209,6 +209,69 @@ async def test_two_sweepers_at_once_delete_each_item_exactly_once(env: Env) -> N
     assert all(r.deleted > 0 for r in results)  # both took a share
 
 
+async def test_a_write_under_a_held_key_is_shredded_with_the_rest(env: Env) -> None:
+    """The record store read the key just before the sweeper came and stores the contact while it sweeps: the
+    sweeper waits for that commit, and what was written goes with the rest. Without the hold, the contact stayed
+    behind after its deletion was certified, under a key nobody had any more."""
+    at = CALL_AT + timedelta(days=2)
+    contact_id = f"statfi-{new_id()}"
+    body = make_event("chat.message", contact_id, at, sender="customer", text="Hei")
+    body["register"] = "statfi-chat"
+    await post_events(env, body)
+    ref = contact_ref_of(env, "statfi-chat", contact_id)
+    await wait_for_schedule(env, ref, 1)
+    await wait_until_stored(env, contact_id)
+    # Take the stored rows out again: the record store is now "late", about to store them.
+    tables = ("records.messages", "records.parties", "records.contact_events", "records.contacts")
+    async with env.sessionmaker() as session, session.begin():
+        late = {
+            table: [
+                dict(row)
+                for row in (
+                    await session.execute(
+                        text(f"SELECT * FROM {table} WHERE contact_ref = :ref"), {"ref": ref}
+                    )
+                ).mappings()
+            ]
+            for table in tables
+        }
+        for table in tables:
+            await session.execute(text(f"DELETE FROM {table} WHERE contact_ref = :ref"), {"ref": ref})
+    assert late["records.contacts"] and late["records.contact_events"]
+    env.clock.set(at + timedelta(days=400))
+    async with env.sessionmaker() as writer, writer.begin():
+        held = await env.sweeper.keystore.get(writer, {(ref, "messages")}, hold=True)
+        assert set(held) == {(ref, "messages")}
+        for table in reversed(tables):
+            for row in late[table]:
+                columns = ", ".join(row)
+                values = ", ".join(f":{name}" for name in row)
+                await writer.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), row)
+        sweep = asyncio.create_task(env.sweeper.sweep())
+
+        async def sweeper_waits() -> bool | None:
+            async with env.sessionmaker() as session:
+                waiting = await session.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+            return True if waiting or sweep.done() else None
+
+        await eventually(sweeper_waits, attempts=200)
+        assert not sweep.done(), "the sweeper shredded the key while a writer held it"
+    await sweep
+    async with env.sessionmaker() as session:
+        left = {
+            table: await session.scalar(
+                text(f"SELECT count(*) FROM {table} WHERE contact_ref = :ref"),
+                {"ref": ref},
+            )
+            for table in tables
+        }
+        certified = await session.scalar(select(Certificate.items).where(Certificate.contact_ref == ref))
+    assert set(left.values()) == {0}, left
+    assert certified is not None and certified >= len(late["records.contact_events"])
+
+
 def _sweep_in_a_process(env: Env, now: datetime, faults: str) -> int:
     environment = {
         **os.environ,
