@@ -133,6 +133,38 @@ class LoanItemsData(Contract):
     items: list[LoanItem] = Field(min_length=1)
 
 
+class LoanChangedData(Contract):
+    """A research loan moved to another status: approved (four eyes), delivered, closed (every item accounted
+    for)."""
+
+    loan_id: UUID
+    institute_id: Code
+    status: Literal["approved", "delivered", "closed"]
+    previous_status: Code
+
+
+class LoanDueData(Contract):
+    """A delivered loan's due day is near (reminder) or has passed with items still out (overdue)."""
+
+    loan_id: UUID
+    institute_id: Code
+    due_on: date
+    outstanding: int = Field(ge=0, description="items neither returned nor destroyed")
+
+
+class NoticeData(Contract):
+    """An institute must act on one lent item (GDPR Art. 19): destroy it (retention ended or the data were
+    erased), stop using it (restricted) or note a correction (rectified); and then acknowledge. The item is named
+    by the loan's own pseudonym, the one in the package's manifest."""
+
+    notice_id: UUID
+    loan_id: UUID
+    institute_id: Code
+    item_id: UUID
+    kind: Literal["destroy", "restrict", "restriction_lifted", "rectify"]
+    cause: Code = Field(description="retention_expired, or the DSR ground (art17_1_a, art18_1_c, art16...)")
+
+
 EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
     ("retention.artifact_deleted", 1): ArtifactDeletedData,
     ("retention.hold_placed", 1): HoldChangedData,
@@ -146,6 +178,12 @@ EVENT_DATA: Final[dict[tuple[str, int], type[Contract]]] = {
     ("dsr.rectified", 1): RectifiedData,
     ("export.items_lent", 1): LoanItemsData,
     ("export.items_accounted", 1): LoanItemsData,
+    ("export.loan_changed", 1): LoanChangedData,
+    ("export.loan_due_reminder", 1): LoanDueData,
+    ("export.loan_overdue", 1): LoanDueData,
+    ("export.notice_issued", 1): NoticeData,
+    ("export.notice_acknowledged", 1): NoticeData,
+    ("export.notice_escalated", 1): NoticeData,
 }
 """(type, version) -> the model of `data`. A consumer refuses (dead-letters) what is not here."""
 
