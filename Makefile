@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint unit integration bench bench-retention bench-dsr schemas token clean
+.PHONY: install run test lint unit integration bench bench-retention bench-dsr bench-export schemas token clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -40,6 +40,7 @@ bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.retention
 	$(PY) -m bench.dsr
+	$(PY) -m bench.export
 
 # BENCH_RETENTION_SCALE=0.1 for a quick run (100,000 live artifacts instead of 1,000,000).
 bench-retention: install
@@ -48,6 +49,10 @@ bench-retention: install
 # BENCH_DSR_SCALE=0.1 for a quick run (100,000 contacts instead of 1,000,000).
 bench-dsr: install
 	$(PY) -m bench.dsr
+
+# .venv/bin/python -m bench.export --help for the loan's size (default 50 recordings of 60 s at 16 kHz).
+bench-export: install
+	$(PY) -m bench.export
 
 schemas: install
 	$(VENV)/bin/sailo schemas

@@ -56,7 +56,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
-READ_CHUNK_SIZE = 64 * 1024
+READ_CHUNK_SIZE = 1024 * 1024
 # FileBlobStore gathers small chunks and hands them to a worker thread in batches of about this size.
 _FILE_WRITE_BATCH = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last

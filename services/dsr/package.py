@@ -34,8 +34,6 @@ import csv
 import hashlib
 import io
 import re
-import stat
-import zipfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +52,7 @@ from shared.keystore import KeyRef, KeyStore
 from shared.logging import get_logger
 from shared.recordings import RecordingStream, read_recording
 from shared.records import Contact, ContactEventRow, Party, rectifications_of, sealed_aad
+from shared.ziparchive import ZipEntry, zip_stream
 
 __all__ = ["PACKAGE_AAD_PREFIX", "PackageInfo", "build_access_package", "open_package", "package_aad"]
 
@@ -63,8 +62,6 @@ PACKAGE_AAD_PREFIX = b"sailo-dsr-package:"
 
 # The same shape LetterContext accepts, so the number in the ZIP comment is the one in the letter.
 _CASE_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/._:-]{0,63}$")
-# Hand ZIP bytes on once this many have gathered inside a member; bounds the memory a recording takes.
-_FLUSH_BYTES = 256 * 1024
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CSV_COLUMNS = (
@@ -160,7 +157,12 @@ async def build_access_package(
         digest = hashlib.sha256()
 
         async def plaintext() -> AsyncIterator[bytes]:
-            async for piece in _zip(entries, comment=f"Sailo access copy, case {case_number}"):
+            # ZIP times have no zone; the requester reads them as local time, like every other time in the
+            # package.
+            archive = zip_stream(
+                entries, modified=datetime.now(HELSINKI), comment=f"Sailo access copy, case {case_number}"
+            )
+            async for piece in archive:
                 digest.update(piece)
                 yield piece
 
@@ -311,11 +313,9 @@ def _messages_of(event_type: str, at: datetime, data: dict[str, Any]) -> list[_M
 
 # ---------------------------------------------------------------------------------------------- writing
 
-_Entry = tuple[str, bytes | RecordingStream]
 
-
-def _entries(letter: str, copies: list[_ContactCopy]) -> list[_Entry]:
-    entries: list[_Entry] = [
+def _entries(letter: str, copies: list[_ContactCopy]) -> list[ZipEntry]:
+    entries: list[ZipEntry] = [
         ("cover-letter.txt", letter.encode("utf-8")),
         ("contacts.json", _contacts_json(copies)),
         ("contacts.csv", _contacts_csv(copies)),
@@ -408,62 +408,6 @@ def _messages_text(copy: _ContactCopy) -> bytes:
             ]
             lines += [entry["text"], ""]
     return "\n".join(lines).encode("utf-8")
-
-
-class _Spool:
-    """A write-only file for zipfile that keeps what was written until `take` hands it on.
-
-    It has no tell() or seek(), so zipfile writes a streamable archive (sizes and CRC after each member's
-    data) instead of going back to patch headers.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self._buffer += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return len(self._buffer)
-
-    def take(self) -> bytes:
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
-
-
-async def _zip(entries: list[_Entry], *, comment: str) -> AsyncGenerator[bytes, None]:
-    # ZIP times have no zone; the requester reads them as local time, like every other time in the package.
-    now = datetime.now(HELSINKI)
-    modified = (now.year, now.month, now.day, now.hour, now.minute, now.second)
-    spool = _Spool()
-    with zipfile.ZipFile(spool, "w") as archive:
-        archive.comment = comment.encode("utf-8")
-        for name, body in entries:
-            info = zipfile.ZipInfo(name, date_time=modified)
-            info.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain rw-r--r-- file when unpacked on Unix
-            if isinstance(body, bytes):
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, body)
-            else:
-                # PCM audio hardly compresses; storing it costs no CPU and keeps the copy quick to build.
-                info.compress_type = zipfile.ZIP_STORED
-                if body.size_bytes is not None:
-                    info.file_size = body.size_bytes  # lets zipfile decide whether ZIP64 is needed
-                with archive.open(info, "w", force_zip64=body.size_bytes is None) as member:
-                    async for piece in body:
-                        member.write(piece)
-                        if len(spool) >= _FLUSH_BYTES:
-                            yield spool.take()
-            yield spool.take()
-    yield spool.take()
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:
