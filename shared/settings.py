@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     dsr_reminder_working_days: int = Field(default=5, ge=0, le=20)
     dsr_watch_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
 
+    # Research loans: the institute is reminded this many days before a loan's due day while items are still
+    # out; a notice (destroy, restrict, rectify) not acknowledged this many days after it was issued is
+    # escalated; the loan watch runs at the interval (reminders, overdue events, escalations).
+    export_reminder_days: int = Field(default=14, ge=0, le=365)
+    export_notice_escalation_days: int = Field(default=7, ge=1, le=90)
+    export_watch_interval_seconds: float = Field(default=300.0, gt=0, le=3600)
+
     @field_validator("key_encryption_key")
     @classmethod
     def _kek_is_256_bits(cls, value: SecretStr) -> SecretStr:

@@ -1,0 +1,178 @@
+"""The loan watch: a reminder ahead of a loan's due day, an overdue event the day after it while items are
+still out, and the escalation of notices an institute has not acknowledged in time.
+
+Days are Helsinki calendar days of the injected clock. Each round is one transaction per kind of work, rows
+locked with SKIP LOCKED and marked (reminded_at, overdue_at, escalated_at) in the transaction that writes the
+event to the outbox, so several export instances can run it and each event is still sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.export.loans import SERVICE, announce
+from services.export.models import Loan, LoanItem, Notice
+from services.export.notices import notice_data
+from services.export.statistics import HELSINKI
+from shared.audit import Action
+from shared.auditlog import SYSTEM_ROLE, record, system_actor
+from shared.clock import Clock
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_BATCH: Final = 500
+"""Rows per round and kind; what is left comes in the next round."""
+
+
+@dataclass(frozen=True)
+class Round:
+    reminders: int
+    overdue: int
+    escalations: int
+
+
+class LoanWatch:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        reminder_days: int,
+        escalation_days: int,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.reminder_days = reminder_days
+        self.escalation_days = escalation_days
+        self._stopping = asyncio.Event()
+
+    async def run(self, interval_seconds: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:  # the next round tries again; each step is its own transaction
+                log.warning("export.watch_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def tick(self) -> Round:
+        """One round: what it sent."""
+        now = self.clock.now()
+        reminders, overdue = await self._due_days(now)
+        escalations = await self._escalations(now)
+        if reminders or overdue or escalations:
+            log.info("export.loans_watched", reminders=reminders, overdue=overdue, escalations=escalations)
+        return Round(reminders, overdue, escalations)
+
+    async def _due_days(self, now: datetime) -> tuple[int, int]:
+        today = now.astimezone(HELSINKI).date()
+        reminders = overdue = 0
+        outstanding = (
+            select(func.count())
+            .where(LoanItem.loan_id == Loan.loan_id, LoanItem.status == "lent")
+            .scalar_subquery()
+        )
+        async with self.sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(Loan, outstanding)
+                    .where(
+                        Loan.delivered_at.is_not(None),
+                        Loan.closed_at.is_(None),
+                        Loan.due_on.is_not(None),
+                        exists().where(LoanItem.loan_id == Loan.loan_id, LoanItem.status == "lent"),
+                        (
+                            Loan.reminded_at.is_(None)
+                            & (Loan.due_on <= today + timedelta(days=self.reminder_days))
+                        )
+                        | (Loan.overdue_at.is_(None) & (Loan.due_on < today)),
+                    )
+                    .order_by(Loan.due_on, Loan.loan_id)
+                    .limit(_BATCH)
+                    .with_for_update(of=Loan, skip_locked=True)
+                )
+            ).all()
+            for loan, count in rows:
+                assert loan.due_on is not None
+                data = {
+                    "loan_id": loan.loan_id,
+                    "institute_id": loan.institute_id,
+                    "due_on": loan.due_on,
+                    "outstanding": count,
+                }
+                if loan.overdue_at is None and today > loan.due_on:
+                    loan.overdue_at = now
+                    # Past the due day a reminder of it would come too late: the overdue event replaces it.
+                    loan.reminded_at = loan.reminded_at or now
+                    await announce(session, loan, "export.loan_overdue", data, now=now)
+                    await _audit(session, loan.loan_id, "loan_overdue", now)
+                    overdue += 1
+                elif loan.reminded_at is None:
+                    loan.reminded_at = now
+                    await announce(session, loan, "export.loan_due_reminder", data, now=now)
+                    await _audit(session, loan.loan_id, "loan_due_reminder", now)
+                    reminders += 1
+        return reminders, overdue
+
+    async def _escalations(self, now: datetime) -> int:
+        cutoff = now - timedelta(days=self.escalation_days)
+        async with self.sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(Notice, Loan)
+                    .join(Loan, Loan.loan_id == Notice.loan_id)
+                    .where(
+                        Notice.acknowledged_at.is_(None),
+                        Notice.escalated_at.is_(None),
+                        Notice.issued_at <= cutoff,
+                        Loan.closed_at.is_(None),
+                        # An item the institute has since returned or destroyed needs no chasing.
+                        exists().where(LoanItem.item_id == Notice.item_id, LoanItem.status == "lent"),
+                    )
+                    .order_by(Notice.issued_at, Notice.notice_id)
+                    .limit(_BATCH)
+                    .with_for_update(of=Notice, skip_locked=True)
+                )
+            ).all()
+            for notice, loan in rows:
+                notice.escalated_at = now
+                await announce(session, loan, "export.notice_escalated", notice_data(notice, loan), now=now)
+            if rows:
+                await record(
+                    session,
+                    actor=system_actor(SERVICE),
+                    role=SYSTEM_ROLE,
+                    action=Action.EXPORT_STEP,
+                    object_type="notice",
+                    object_ids=[notice.notice_id for notice, _loan in rows],
+                    reason="notice_escalated",
+                    service=SERVICE,
+                    occurred_at=now,
+                )
+        return len(rows)
+
+
+async def _audit(session: AsyncSession, loan_id: UUID, reason: str, now: datetime) -> None:
+    await record(
+        session,
+        actor=system_actor(SERVICE),
+        role=SYSTEM_ROLE,
+        action=Action.EXPORT_STEP,
+        object_type="loan",
+        object_ids=[loan_id],
+        reason=reason,
+        service=SERVICE,
+        occurred_at=now,
+    )
