@@ -6,19 +6,94 @@ service development, small cells suppressed.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from services.export.api import router
+from services.export.disclosures_api import router as disclosures_router
+from services.export.notices import DSR_GROUP, RETENTION_GROUP, NoticeHandler
+from services.export.notices_api import router as notices_router
+from services.export.package_api import router as package_router
 from services.export.statistics_api import router as statistics_router
+from services.export.watch import LoanWatch
+from shared.blobstore import create_blob_store
 from shared.clock import Clock
 from shared.crypto import BlindIndex
-from shared.runtime import create_service_app
+from shared.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
+from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.keystore import KeyStore
+from shared.runtime import Runtime, create_service_app
 from shared.settings import Settings
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    app = create_service_app(name="export", description=__doc__ or "", settings=settings, clock=clock)
+def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: bool = True) -> FastAPI:
+    """The export app: the routes and, in the background, the consumers of retention and DSR decisions (notices
+    to institutes) and (unless `run_watch` is false) the watch over due days and unacknowledged notices."""
+
+    @asynccontextmanager
+    async def background(app: FastAPI, rt: Runtime) -> AsyncIterator[None]:
+        blobs = create_blob_store(
+            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
+        )
+        app.state.blobs = blobs
+        watch = LoanWatch(
+            sessionmaker=rt.sessionmaker,
+            clock=rt.clock,
+            reminder_days=settings.export_reminder_days,
+            escalation_days=settings.export_notice_escalation_days,
+        )
+        app.state.watch = watch
+        # Retention's deletions and the DSR service's decisions: notices to the institutes holding the items
+        # (GDPR Art. 19), withdrawals of items not yet delivered, and the flags selection leaves contacts out by.
+        retention_topic = settings.topic(RETENTION_EVENTS_TOPIC)
+        dsr_topic = settings.topic(DSR_EVENTS_TOPIC)
+        await ensure_topics(
+            settings, [retention_topic, retention_topic + DLQ_SUFFIX, dsr_topic, dsr_topic + DLQ_SUFFIX]
+        )
+        consumers = [
+            ConsumerLoop(
+                settings=settings,
+                sessionmaker=rt.sessionmaker,
+                producer=rt.producer,
+                topics=[topic],
+                group=group,
+                handler=NoticeHandler(rt.clock),
+            )
+            for topic, group in ((retention_topic, RETENTION_GROUP), (dsr_topic, DSR_GROUP))
+        ]
+        for consumer in consumers:
+            await consumer.start()
+        tasks = [
+            asyncio.create_task(consumer.run(), name=f"consumer:{consumer.group}") for consumer in consumers
+        ]
+        if run_watch:
+            tasks.append(
+                asyncio.create_task(
+                    watch.run(settings.export_watch_interval_seconds), name="export-loan-watch"
+                )
+            )
+        try:
+            yield
+        finally:
+            watch.stop()
+            for consumer in consumers:
+                await consumer.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await blobs.close()
+
+    app = create_service_app(
+        name="export", description=__doc__ or "", settings=settings, clock=clock, background=background
+    )
     app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
+    app.state.keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
     app.include_router(router)
+    app.include_router(package_router)
+    app.include_router(notices_router)
     app.include_router(statistics_router)
+    app.include_router(disclosures_router)
     return app
