@@ -368,7 +368,9 @@ async def deliver(request: Request, loan_id: UUID, principal: Authorized) -> Loa
         packed = {str(entry["item_id"]) for entry in (loan.manifest or {}).get("items", [])}
         if stale := len(packed - {str(item.item_id) for item in items}):
             raise ApiError.field(
-                409, "package", f"{stale} item(s) in the package were withdrawn since; build the package again"
+                409,
+                "package",
+                f"{stale} item(s) in the package were withdrawn since; build the package again",
             )
         loan.status = "delivered"
         loan.delivered_at = now

@@ -134,7 +134,9 @@ async def disclosure_register(
             select(
                 LoanItem.loan_id,
                 func.array_agg(func.distinct(LoanItem.register)).label("registers"),
-                func.count().filter(LoanItem.status.in_(("lent", "returned", "destroyed"))).label("lent_items"),
+                func.count()
+                .filter(LoanItem.status.in_(("lent", "returned", "destroyed")))
+                .label("lent_items"),
                 func.count().filter(LoanItem.status.in_(("returned", "destroyed"))).label("accounted"),
             )
             .group_by(LoanItem.loan_id)
