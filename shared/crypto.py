@@ -19,12 +19,14 @@ keys ever reaches an exception, a log line or a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -52,6 +54,8 @@ KEY_SIZE = 32
 TAG_SIZE = 16
 """Bytes of GCM authentication tag added to every ciphertext and stream chunk."""
 CHUNK_SIZE = 64 * 1024
+OFFLOAD_BYTES = 512 * 1024
+"""A stream's pieces this large or larger are en- or decrypted in a worker thread, frames at a time."""
 """Plaintext bytes per stream chunk; every chunk but the final one has exactly this size."""
 
 _VERSION = 1
@@ -237,7 +241,7 @@ class StreamEncryptor:
         """Return the stream header, ``version(1) | nonce prefix(7)``, to be written before the chunks."""
         return bytes([_VERSION]) + self._prefix
 
-    def encrypt_chunk(self, chunk: bytes, *, final: bool) -> bytes:
+    def encrypt_chunk(self, chunk: bytes | memoryview, *, final: bool) -> bytes:
         """Encrypt the next chunk; ``final=True`` on the last one, after which the encryptor refuses more."""
         if self._finished:
             raise ValueError("the stream already has its final chunk")
@@ -281,7 +285,7 @@ class StreamDecryptor:
             raise DecryptionError("unknown stream format version")
         self._prefix = bytes(header[1:])
 
-    def decrypt_chunk(self, chunk: bytes, *, final: bool) -> bytes:
+    def decrypt_chunk(self, chunk: bytes | memoryview, *, final: bool) -> bytes:
         """Decrypt the next chunk; raise :class:`DecryptionError` on tampering, reordering or truncation."""
         if self._prefix is None:
             raise ValueError("read_header() must be called before decrypt_chunk()")
@@ -307,7 +311,7 @@ class StreamDecryptor:
 
 
 async def encrypt_stream(
-    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes
+    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes, digest: Hash | None = None
 ) -> AsyncIterator[bytes]:
     """Encrypt pieces of any size; yield the header, then one encrypted chunk per :data:`CHUNK_SIZE` bytes.
 
@@ -316,18 +320,52 @@ async def encrypt_stream(
     The total output length is :func:`ciphertext_size` of the input length.
     """
     encryptor = StreamEncryptor(data_key, aad=aad)
-    yield encryptor.header()
+    digest = digest or _NoDigest()
+    header = encryptor.header()
+    digest.update(header)
+    yield header
     buffer = bytearray()
     async for piece in chunks:
         buffer += piece
-        while len(buffer) >= CHUNK_SIZE:
-            yield encryptor.encrypt_chunk(bytes(buffer[:CHUNK_SIZE]), final=False)
-            del buffer[:CHUNK_SIZE]
-    yield encryptor.encrypt_chunk(bytes(buffer), final=True)
+        whole = len(buffer) - len(buffer) % CHUNK_SIZE
+        if whole >= OFFLOAD_BYTES:
+            # Many frames at once in a worker thread: AES-GCM and SHA-256 release the GIL, so the event loop
+            # (and the other side of a pipeline) goes on meanwhile.
+            batch = bytes(buffer[:whole])
+            del buffer[:whole]
+            yield await asyncio.to_thread(_frames, encryptor.encrypt_chunk, CHUNK_SIZE, batch, digest)
+        else:
+            while len(buffer) >= CHUNK_SIZE:
+                sealed = encryptor.encrypt_chunk(bytes(buffer[:CHUNK_SIZE]), final=False)
+                digest.update(sealed)
+                yield sealed
+                del buffer[:CHUNK_SIZE]
+    last = encryptor.encrypt_chunk(bytes(buffer), final=True)
+    digest.update(last)
+    yield last
+
+
+class Hash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+class _NoDigest:
+    def update(self, data: bytes, /) -> None:
+        pass
+
+
+def _frames(step: Callable[..., bytes], frame_size: int, data: bytes, digest: Hash) -> bytes:
+    """`step` (encrypt or decrypt a chunk, not the final one) over every frame of `data`, and its output hashed."""
+    view = memoryview(data)
+    out = b"".join(
+        step(view[start : start + frame_size], final=False) for start in range(0, len(data), frame_size)
+    )
+    digest.update(out)
+    return out
 
 
 async def decrypt_stream(
-    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes
+    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes, digest: Hash | None = None
 ) -> AsyncIterator[bytes]:
     """Decrypt a stream made by :func:`encrypt_stream`, given as pieces of any size; yield plaintext chunks.
 
@@ -336,6 +374,7 @@ async def decrypt_stream(
     complete once the generator finishes without error: consumers must not commit partial output before.
     """
     decryptor = StreamDecryptor(data_key, aad=aad)
+    digest = digest or _NoDigest()
     buffer = bytearray()
     header_read = False
     async for piece in chunks:
@@ -347,13 +386,23 @@ async def decrypt_stream(
             del buffer[: StreamDecryptor.HEADER_SIZE]
             header_read = True
         # Hold back one whole frame: a frame is only known not to be the final one once more bytes follow it.
-        while len(buffer) > _STREAM_FRAME_SIZE:
-            yield decryptor.decrypt_chunk(bytes(buffer[:_STREAM_FRAME_SIZE]), final=False)
-            del buffer[:_STREAM_FRAME_SIZE]
+        ready = (len(buffer) - 1) // _STREAM_FRAME_SIZE * _STREAM_FRAME_SIZE if buffer else 0
+        if ready >= OFFLOAD_BYTES:
+            batch = bytes(buffer[:ready])
+            del buffer[:ready]
+            yield await asyncio.to_thread(_frames, decryptor.decrypt_chunk, _STREAM_FRAME_SIZE, batch, digest)
+        else:
+            while len(buffer) > _STREAM_FRAME_SIZE:
+                opened = decryptor.decrypt_chunk(bytes(buffer[:_STREAM_FRAME_SIZE]), final=False)
+                digest.update(opened)
+                yield opened
+                del buffer[:_STREAM_FRAME_SIZE]
     if not header_read:
         raise DecryptionError("stream is shorter than its header")
     # What is left is the final frame; if the real final chunk was cut off, this fails the final-flag check.
-    yield decryptor.decrypt_chunk(bytes(buffer), final=True)
+    last = decryptor.decrypt_chunk(bytes(buffer), final=True)
+    digest.update(last)
+    yield last
 
 
 def ciphertext_size(plaintext_size: int) -> int:

@@ -200,7 +200,6 @@ class ConsumerLoop(Generic[T]):
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group,
             client_id=f"{self.settings.service_name}-{self.group}",
@@ -212,6 +211,9 @@ class ConsumerLoop(Generic[T]):
             request_timeout_ms=max(self.settings.kafka_request_timeout_ms, 15_000),
         )
         await self._consumer.start()
+        # Subscribed after start, the group is joined in the background and the first poll waits for it: a
+        # service's start (and its readiness) never hangs on a rebalance that other members hold up.
+        self._consumer.subscribe(list(self.topics))
 
     async def stop(self) -> None:
         self._stopping.set()

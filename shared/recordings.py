@@ -111,12 +111,12 @@ async def _plaintext(
     # also catches a blob that is authentic but not the one the row describes (another upload of the same
     # contact under the same key), so a copy handed out is provably the uploaded file.
     source = blobs.open_stream(blob_key)
-    plaintext = decrypt_stream(data_key, source, aad=aad)
     digest = hashlib.sha256()
+    # The SHA-256 is taken as the pieces are decrypted (in a worker thread for large ones).
+    plaintext = decrypt_stream(data_key, source, aad=aad, digest=digest)
     received = 0
     try:
         async for piece in plaintext:
-            digest.update(piece)
             received += len(piece)
             yield piece
     finally:

@@ -10,11 +10,14 @@ with its sizes, so any unzip tool reads the result.
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import zipfile
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol
+
+from shared.crypto import OFFLOAD_BYTES
 
 __all__ = ["FLUSH_BYTES", "StreamedMember", "ZipEntry", "zip_stream"]
 
@@ -98,7 +101,11 @@ async def zip_stream(
                     info.file_size = size  # lets zipfile decide whether ZIP64 is needed
                 with archive.open(info, "w", force_zip64=size is None) as member:
                     async for piece in body:
-                        member.write(piece)
+                        if len(piece) >= OFFLOAD_BYTES:
+                            # The CRC-32 (zlib releases the GIL) and the copy, off the event loop.
+                            await asyncio.to_thread(member.write, piece)
+                        else:
+                            member.write(piece)
                         if len(spool) >= flush_bytes:
                             yield spool.take()
             yield spool.take()

@@ -7,8 +7,6 @@ run it and each reminder, overdue event and package destruction still happens on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -22,13 +20,16 @@ from shared.auditlog import SYSTEM_ROLE, system_actor
 from shared.blobstore import BlobStore
 from shared.clock import Clock
 from shared.logging import get_logger
+from shared.periodic import Periodic
 
 log = get_logger(__name__)
 # Requests whose last day is further off than this cannot be due for a reminder yet (20 working days at most).
 _LOOKAHEAD: Final = timedelta(days=40)
 
 
-class DeadlineWatch:
+class DeadlineWatch(Periodic):
+    failure_event = "dsr.watch_failed"
+
     def __init__(
         self,
         *,
@@ -41,19 +42,10 @@ class DeadlineWatch:
         self.blobs = blobs
         self.clock = clock
         self.reminder_working_days = reminder_working_days
-        self._stopping = asyncio.Event()
+        super().__init__()
 
-    async def run(self, interval_seconds: float) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception as exc:  # the next round tries again; each step is its own transaction
-                log.warning("dsr.watch_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
-
-    def stop(self) -> None:
-        self._stopping.set()
+    async def round(self) -> tuple[int, int, int]:
+        return await self.tick()
 
     async def tick(self) -> tuple[int, int, int]:
         """(reminders, overdue events, packages destroyed) of this round."""

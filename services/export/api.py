@@ -17,7 +17,16 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from sqlalchemy import delete, func, select
 
-from services.export.loans import Authorized, actor, announce, audit, load_loan, own_loans
+from services.export.loans import (
+    LIST_BODY_LIMIT,
+    Authorized,
+    actor,
+    announce,
+    audit,
+    load_loan,
+    own_loans,
+    selected_items,
+)
 from services.export.models import Attestation, Loan, LoanItem, Notice
 from services.export.schemas import (
     AttestationCreate,
@@ -181,7 +190,7 @@ def _not_delivered(loan: Loan, step: str) -> None:
     openapi_extra=json_body_openapi(SelectionCreate),
 )
 async def select_recordings(request: Request, loan_id: UUID, principal: Authorized) -> SelectionRead:
-    body = await json_body(request, SelectionCreate)
+    body = await json_body(request, SelectionCreate, limit=LIST_BODY_LIMIT)
     policies: PolicyRegistry = request.app.state.policies
     allowed = set(lending_registers(policies))
     for index, register in enumerate(body.registers):
@@ -280,7 +289,6 @@ async def select_recordings(request: Request, loan_id: UUID, principal: Authoriz
 @router.get(
     "/loans/{loan_id}/items",
     response_model=ItemList,
-    response_model_exclude_none=True,
     summary="The loan's items and their status (an institute sees only the items' pseudonyms)",
     responses=problem_responses(401, 403, 404, 422),
 )
@@ -351,16 +359,7 @@ async def deliver(request: Request, loan_id: UUID, principal: Authorized) -> Loa
         _not_delivered(loan, "delivery")
         if loan.package_blob_key is None:
             raise ApiError.field(409, "package", "build the loan's package before delivering it")
-        items = list(
-            (
-                await session.scalars(
-                    select(LoanItem)
-                    .where(LoanItem.loan_id == loan.loan_id, LoanItem.status == "selected")
-                    .order_by(LoanItem.item_id)
-                    .with_for_update()
-                )
-            ).all()
-        )
+        items = await selected_items(session, loan)
         if not items:
             raise ApiError.field(409, "items", "the loan has no selected items left to deliver")
         # An item withdrawn after the package was built (restricted, erased, its retention ended) is still in
@@ -421,7 +420,7 @@ def _checked_attestation(body: AttestationCreate, loan: Loan, today: date) -> No
     openapi_extra=json_body_openapi(AttestationCreate),
 )
 async def attest(request: Request, loan_id: UUID, principal: Authorized) -> AttestationRead:
-    body = await json_body(request, AttestationCreate)
+    body = await json_body(request, AttestationCreate, limit=LIST_BODY_LIMIT)
     now = runtime(request).clock.now()
     async with runtime(request).sessionmaker() as session:
         await apply_record_rules(session, principal)

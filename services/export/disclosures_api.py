@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
 
-from services.export.loans import Authorized, actor, audit
+from services.export.loans import LIST_BODY_LIMIT, Authorized, actor, audit
 from services.export.models import Disclosure, Loan, LoanItem
 from services.export.schemas import DisclosureCreate, DisclosureEntry, DisclosureRegister
 from shared.audit import Action
@@ -48,7 +48,7 @@ def _day(value: str | None, field: str) -> date | None:
     openapi_extra=json_body_openapi(DisclosureCreate),
 )
 async def record_disclosure(request: Request, principal: Authorized) -> DisclosureEntry:
-    body = await json_body(request, DisclosureCreate)
+    body = await json_body(request, DisclosureCreate, limit=LIST_BODY_LIMIT)
     policies: PolicyRegistry = request.app.state.policies
     if body.register_id not in policies:
         raise ApiError.field(422, "body.register", "no such register")

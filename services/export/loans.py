@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.export.models import Loan
+from services.export.models import Loan, LoanItem
 from shared.access import authorize
 from shared.audit import Action
 from shared.auditlog import actor_ref, record, record_not_found
@@ -28,6 +28,8 @@ from shared.runtime import runtime
 
 SERVICE: Final = "export"
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]
+LIST_BODY_LIMIT: Final = 1024 * 1024
+"""Bodies that may list up to 10,000 contacts or items (about 40 bytes each in JSON) get this much room."""
 
 
 def actor(request: Request, principal: Principal) -> UUID:
@@ -105,4 +107,18 @@ async def announce(
         topic=EXPORT_EVENTS_TOPIC,
         key=loan.loan_id,
         event=envelope(event_type, data, producer=SERVICE, occurred_at=now),
+    )
+
+
+async def selected_items(session: AsyncSession, loan: Loan) -> list[LoanItem]:
+    """The loan's items still selected (not withdrawn, not yet lent), locked for the step that uses them."""
+    return list(
+        (
+            await session.scalars(
+                select(LoanItem)
+                .where(LoanItem.loan_id == loan.loan_id, LoanItem.status == "selected")
+                .order_by(LoanItem.item_id)
+                .with_for_update()
+            )
+        ).all()
     )

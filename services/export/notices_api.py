@@ -141,7 +141,7 @@ async def list_notices(
     "/notices/{notice_id}/acknowledgement",
     response_model=NoticeRead,
     summary="Acknowledge a notice: the institute has done what it asks",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def acknowledge_notice(request: Request, notice_id: UUID, principal: Authorized) -> NoticeRead:
     """Records who acknowledged and when, and announces it. Acknowledging again changes nothing and answers

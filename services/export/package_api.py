@@ -18,10 +18,10 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from services.export.loans import Authorized, audit, load_loan
-from services.export.models import Loan, LoanItem
+from services.export.loans import Authorized, audit, load_loan, selected_items
+from services.export.models import Loan
 from services.export.package import (
     ALGORITHM,
     ItemsUnavailable,
@@ -108,16 +108,7 @@ async def build_package(request: Request, loan_id: UUID, principal: Authorized) 
             raise ApiError.field(409, "status", f"a loan that is {loan.status} cannot be packaged")
         if loan.delivered_at is not None:
             raise ApiError.field(409, "status", "the loan is delivered; its package can no longer change")
-        items = list(
-            (
-                await session.scalars(
-                    select(LoanItem)
-                    .where(LoanItem.loan_id == loan.loan_id, LoanItem.status == "selected")
-                    .order_by(LoanItem.item_id)
-                    .with_for_update()
-                )
-            ).all()
-        )
+        items = await selected_items(session, loan)
         if not items:
             raise ApiError.field(409, "items", "the loan has no selected items to package")
         package_key = generate_data_key()

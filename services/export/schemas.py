@@ -131,7 +131,7 @@ class SelectionCreate(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, lt=2**31, description="Repeats a sample exactly; drawn and recorded when omitted"
     )
-    overrides: list[SelectionOverride] = Field(default_factory=list, max_length=1000)
+    overrides: list[SelectionOverride] = Field(default_factory=list, max_length=100)
 
 
 class SelectionRead(BaseModel):

@@ -8,8 +8,6 @@ event to the outbox, so several export instances can run it and each event is st
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -26,6 +24,7 @@ from shared.audit import Action
 from shared.auditlog import SYSTEM_ROLE, record, system_actor
 from shared.clock import Clock
 from shared.logging import get_logger
+from shared.periodic import Periodic
 
 log = get_logger(__name__)
 
@@ -40,7 +39,9 @@ class Round:
     escalations: int
 
 
-class LoanWatch:
+class LoanWatch(Periodic):
+    failure_event = "export.watch_failed"
+
     def __init__(
         self,
         *,
@@ -53,19 +54,10 @@ class LoanWatch:
         self.clock = clock
         self.reminder_days = reminder_days
         self.escalation_days = escalation_days
-        self._stopping = asyncio.Event()
+        super().__init__()
 
-    async def run(self, interval_seconds: float) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception as exc:  # the next round tries again; each step is its own transaction
-                log.warning("export.watch_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
-
-    def stop(self) -> None:
-        self._stopping.set()
+    async def round(self) -> Round:
+        return await self.tick()
 
     async def tick(self) -> Round:
         """One round: what it sent."""

@@ -12,9 +12,7 @@ the identifiers with "[redacted: kind]" and seals it again, in the same kind of 
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from shared.faults import fault_point
 from shared.ids import uuid7s
 from shared.keystore import KeyStore
 from shared.logging import get_logger
+from shared.periodic import Periodic
 from shared.policy import PolicyRegistry
 from shared.records import ContactEventRow, Message, SubjectIndex, sealed_aad
 
@@ -205,7 +204,9 @@ _REMOVE_EMPTIED = text(
 )
 
 
-class Sweeper:
+class Sweeper(Periodic):
+    failure_event = "retention.sweep_failed"
+
     def __init__(
         self,
         *,
@@ -222,7 +223,7 @@ class Sweeper:
         self.blobs = blobs
         self.clock = clock
         self.batch_size = batch_size
-        self._stopping = asyncio.Event()
+        super().__init__()
         # The registry does not change under a running sweeper, so a rule's text is worked out once.
         self._rules: dict[tuple[str, str, str, str, str], str] = {}
 
@@ -245,18 +246,9 @@ class Sweeper:
             )
         return result
 
-    async def run(self, interval_seconds: float) -> None:
-        """Sweep every `interval_seconds` until stopped; a failed sweep is logged and tried again next time."""
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except Exception as exc:  # the next sweep retries; nothing was half done (one transaction)
-                log.warning("retention.sweep_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
-
-    def stop(self) -> None:
-        self._stopping.set()
+    async def round(self) -> SweepResult:
+        """One round of `run`: a sweep."""
+        return await self.sweep()
 
     # -- one batch -------------------------------------------------------------------------------------------
 
