@@ -71,13 +71,13 @@ def random_bytes(size: int, seed: int) -> bytes:
 
 
 def uneven_pieces(data: bytes, seed: int = 1) -> list[bytes]:
-    """data cut at irregular sizes, from single bytes to well over the read chunk size."""
+    """data cut at irregular sizes, from single bytes to several of the 64 KiB encryption chunks."""
     rng = random.Random(seed)
     sizes = [1, 7, 4095, 65_537, 1, 300_001, 13]
     pieces: list[bytes] = []
     offset = 0
     while offset < len(data):
-        size = rng.choice(sizes) if rng.random() < 0.7 else rng.randint(1, 3 * READ_CHUNK_SIZE)
+        size = rng.choice(sizes) if rng.random() < 0.7 else rng.randint(1, 3 * 65_536)
         pieces.append(data[offset : offset + size])
         offset += size
     return pieces
@@ -209,7 +209,7 @@ def file_store(tmp_path: Path) -> FileBlobStore:
 
 
 async def test_file_round_trip_of_uneven_multi_chunk_stream(file_store: FileBlobStore) -> None:
-    data = random_bytes(MiB, seed=11)
+    data = random_bytes(3 * READ_CHUNK_SIZE, seed=11)  # read back in several chunks
     pieces = uneven_pieces(data)
     assert len(pieces) > 10
     key = "recordings/ab/abcdef0123456789.bin"
