@@ -43,9 +43,7 @@ import io
 import math
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 import wave
@@ -63,6 +61,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
 from bench.retention import NOW, POLICY_VERSION, REGISTER, Bench
+from bench.scratch import scratch_postgres
 from services.dsr import letters
 from services.dsr.deadlines import HELSINKI
 from services.dsr.models import Request
@@ -770,7 +769,6 @@ def report(figures: Figures, options: Options) -> list[str]:
 
 
 async def main() -> None:
-    from deploy.embedded import EmbeddedPostgres, free_port
 
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -799,20 +797,14 @@ async def main() -> None:
         seed=args.seed,
     )
     configure_logging(service="bench", level="WARNING", json=False)
-    workdir = Path(tempfile.mkdtemp(prefix="sailo-bench-dsr-"))
-    postgres = EmbeddedPostgres(workdir / "stack", port=free_port())
-    postgres.start()
-    try:
+    with scratch_postgres("dsr") as (url, workdir):
         print(
             f"Sailo DSR benchmark: scale {options.scale:g} ({options.total:,} contacts), a subject with "
             f"{options.contacts} calls and {options.audio_seconds:g} s recordings (8 kHz 16-bit mono WAV), "
             f"{options.lookups:,} lookups; embedded PostgreSQL, no broker"
         )
-        figures = await measure(postgres.url, workdir, options)
+        figures = await measure(url, workdir, options)
         print("\n".join(report(figures, options)))
-    finally:
-        postgres.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

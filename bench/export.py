@@ -51,6 +51,7 @@ from sqlalchemy import select
 
 from bench.dsr import KeptBroker
 from bench.retention import NOW, REGISTER, Bench
+from bench.scratch import scratch_postgres
 from services.export.models import Loan, LoanItem
 from services.export.package import BuiltPackage, build_loan_package, recording_file, unpack_package
 from services.ingest.intake import IntakeService
@@ -429,7 +430,6 @@ def report(figures: Figures, options: Options) -> list[str]:
 
 
 async def main() -> None:
-    from deploy.embedded import EmbeddedPostgres, free_port
 
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -449,19 +449,13 @@ async def main() -> None:
         seed=args.seed,
     )
     configure_logging(service="bench", level="WARNING", json=False)
-    workdir = Path(tempfile.mkdtemp(prefix="sailo-bench-export-"))
-    postgres = EmbeddedPostgres(workdir / "stack", port=free_port())
-    postgres.start()
-    try:
+    with scratch_postgres("export") as (url, workdir):
         print(
             f"Sailo export benchmark: a loan of {options.recordings} recordings of {options.audio_seconds:g} s "
             f"({options.audio_bytes / MB:.2f} MB each), {options.repeats} runs each; embedded PostgreSQL, no broker"
         )
-        figures = await measure(postgres.url, workdir, options)
+        figures = await measure(url, workdir, options)
         print("\n".join(report(figures, options)))
-    finally:
-        postgres.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

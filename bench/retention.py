@@ -33,7 +33,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -45,6 +44,7 @@ from uuid import UUID
 
 import asyncpg
 
+from bench.scratch import scratch_postgres
 from services.retention.sweeper import Sweeper, SweepResult
 from shared.blobstore import create_blob_store
 from shared.clock import FrozenClock
@@ -669,7 +669,6 @@ def _stop_profiler(process: subprocess.Popen[bytes] | None) -> None:
 
 
 async def main() -> None:
-    from deploy.embedded import EmbeddedPostgres, free_port
 
     defaults = Options()
     parser = argparse.ArgumentParser(prog="python -m bench.retention", description=__doc__.split("\n")[0])
@@ -698,20 +697,14 @@ async def main() -> None:
         interval=args.interval,
     )
     configure_logging(service="bench", level="WARNING", json=False)
-    workdir = Path(tempfile.mkdtemp(prefix="sailo-bench-retention-"))
-    postgres = EmbeddedPostgres(workdir / "stack", port=free_port())
-    postgres.start()
-    try:
+    with scratch_postgres("retention") as (url, workdir):
         print(
             f"Sailo retention benchmark: scale {options.scale:g} ({options.live:,} live artifacts, "
             f"{options.due:,} due), {options.events_per_artifact} events of {options.sealed_bytes} B per "
             f"artifact, batches of {options.batch_size}; embedded PostgreSQL, no broker"
         )
-        figures = await measure(postgres.url, workdir, options)
+        figures = await measure(url, workdir, options)
         print("\n".join(report(figures)))
-    finally:
-        postgres.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
