@@ -25,7 +25,7 @@ import hmac
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -37,6 +37,8 @@ __all__ = [
     "TAG_SIZE",
     "BlindIndex",
     "DecryptionError",
+    "PieceDecryptor",
+    "PieceEncryptor",
     "StreamDecryptor",
     "StreamEncryptor",
     "ciphertext_size",
@@ -54,9 +56,9 @@ KEY_SIZE = 32
 TAG_SIZE = 16
 """Bytes of GCM authentication tag added to every ciphertext and stream chunk."""
 CHUNK_SIZE = 64 * 1024
-OFFLOAD_BYTES = 512 * 1024
-"""A stream's pieces this large or larger are en- or decrypted in a worker thread, frames at a time."""
 """Plaintext bytes per stream chunk; every chunk but the final one has exactly this size."""
+OFFLOAD_BYTES = 512 * 1024
+"""Once this many bytes of a stream wait, they are en- or decrypted in a worker thread, frames at a time."""
 
 _VERSION = 1
 _NONCE_SIZE = 12
@@ -310,41 +312,6 @@ class StreamDecryptor:
         return plaintext
 
 
-async def encrypt_stream(
-    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes, digest: Hash | None = None
-) -> AsyncIterator[bytes]:
-    """Encrypt pieces of any size; yield the header, then one encrypted chunk per :data:`CHUNK_SIZE` bytes.
-
-    The last chunk carries the final flag and holds the remainder, so it is empty when the input is empty or
-    a multiple of :data:`CHUNK_SIZE` (full chunks are never final: the input's end is only known afterwards).
-    The total output length is :func:`ciphertext_size` of the input length.
-    """
-    encryptor = StreamEncryptor(data_key, aad=aad)
-    digest = digest or _NoDigest()
-    header = encryptor.header()
-    digest.update(header)
-    yield header
-    buffer = bytearray()
-    async for piece in chunks:
-        buffer += piece
-        whole = len(buffer) - len(buffer) % CHUNK_SIZE
-        if whole >= OFFLOAD_BYTES:
-            # Many frames at once in a worker thread: AES-GCM and SHA-256 release the GIL, so the event loop
-            # (and the other side of a pipeline) goes on meanwhile.
-            batch = bytes(buffer[:whole])
-            del buffer[:whole]
-            yield await asyncio.to_thread(_frames, encryptor.encrypt_chunk, CHUNK_SIZE, batch, digest)
-        else:
-            while len(buffer) >= CHUNK_SIZE:
-                sealed = encryptor.encrypt_chunk(bytes(buffer[:CHUNK_SIZE]), final=False)
-                digest.update(sealed)
-                yield sealed
-                del buffer[:CHUNK_SIZE]
-    last = encryptor.encrypt_chunk(bytes(buffer), final=True)
-    digest.update(last)
-    yield last
-
-
 class Hash(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
@@ -354,55 +321,190 @@ class _NoDigest:
         pass
 
 
-def _frames(step: Callable[..., bytes], frame_size: int, data: bytes, digest: Hash) -> bytes:
-    """`step` (encrypt or decrypt a chunk, not the final one) over every frame of `data`, and its output hashed."""
-    view = memoryview(data)
-    out = b"".join(
-        step(view[start : start + frame_size], final=False) for start in range(0, len(data), frame_size)
-    )
-    digest.update(out)
-    return out
+class _Frames:
+    """Cuts a stream's pieces into frames and passes every whole frame through `step` (encrypt or decrypt a
+    chunk that is not the final one), hashing what comes out.
+
+    The pieces wait in a list until at least one frame is whole, so nothing is copied before the work that
+    needs it: joining, framing and hashing happen together, in whatever thread calls `add`.
+    """
+
+    def __init__(self, step: Callable[..., bytes], frame_size: int, digest: Hash, *, hold_back: bool) -> None:
+        self._step = step
+        self._frame_size = frame_size
+        self._digest = digest
+        # Decryption holds back one whole frame: a frame is only known not to be the final one once more bytes
+        # follow it.
+        self._hold_back = hold_back
+        self._pieces: list[bytes | memoryview] = []
+        self.waiting = 0
+
+    def add(self, piece: bytes | memoryview) -> bytes:
+        """Take a piece; return the output of every frame it completes (often none)."""
+        if not piece:
+            return b""
+        self._pieces.append(piece)
+        self.waiting += len(piece)
+        if self._hold_back:
+            ready = (self.waiting - 1) // self._frame_size * self._frame_size
+        else:
+            ready = self.waiting - self.waiting % self._frame_size
+        if not ready:
+            return b""
+        size = self._frame_size
+        output = b"".join(self._step(frame, final=False) for frame in self._take(ready // size))
+        self._digest.update(output)
+        return output
+
+    def _take(self, count: int) -> Iterator[bytes | memoryview]:
+        """The next `count` whole frames, each a view into its piece, so nothing is copied but the few frames
+        that span two pieces; what is left over stays waiting."""
+        size = self._frame_size
+        pieces, self._pieces = self._pieces, []
+        index, offset = 0, 0
+        for _ in range(count):
+            piece = pieces[index]
+            if len(piece) - offset >= size:
+                yield memoryview(piece)[offset : offset + size]
+                offset += size
+            else:
+                parts = []
+                needed = size
+                while needed:
+                    piece = pieces[index]
+                    part = memoryview(piece)[offset : offset + needed]
+                    parts.append(part)
+                    needed -= len(part)
+                    offset += len(part)
+                    if offset == len(piece):
+                        index, offset = index + 1, 0
+                yield b"".join(parts)
+            if index < len(pieces) and offset == len(pieces[index]):
+                index, offset = index + 1, 0
+        rest = [memoryview(pieces[index])[offset:], *pieces[index + 1 :]] if index < len(pieces) else []
+        self._pieces = [bytes(part) if isinstance(part, memoryview) else part for part in rest if len(part)]
+        self.waiting = sum(len(part) for part in self._pieces)
+
+    def rest(self) -> bytes:
+        """What is left once the input has ended: the final frame's bytes."""
+        return b"".join(self._pieces)
+
+
+class PieceEncryptor:
+    """Encrypts a stream given in pieces of any size, in the format of :func:`encrypt_stream`, synchronously:
+    for a worker thread that carries a whole stream (AES-GCM and SHA-256 release the GIL meanwhile).
+
+    Write :meth:`header`, then what :meth:`update` returns for each piece, then :meth:`finish`. `digest`, if
+    given, is updated with all of it.
+    """
+
+    def __init__(self, data_key: bytes, *, aad: bytes, digest: Hash | None = None) -> None:
+        self._encryptor = StreamEncryptor(data_key, aad=aad)
+        self._digest = digest or _NoDigest()
+        self._frames = _Frames(self._encryptor.encrypt_chunk, CHUNK_SIZE, self._digest, hold_back=False)
+
+    @property
+    def waiting(self) -> int:
+        """Input bytes held until a frame is whole."""
+        return self._frames.waiting
+
+    def header(self) -> bytes:
+        header = self._encryptor.header()
+        self._digest.update(header)
+        return header
+
+    def update(self, piece: bytes | memoryview) -> bytes:
+        return self._frames.add(piece)
+
+    def finish(self) -> bytes:
+        last = self._encryptor.encrypt_chunk(self._frames.rest(), final=True)
+        self._digest.update(last)
+        return last
+
+
+class PieceDecryptor:
+    """Decrypts a stream made by :func:`encrypt_stream`, given in pieces of any size, synchronously.
+
+    :meth:`update` returns the plaintext of every chunk the piece completes, :meth:`finish` the last; it raises
+    :class:`DecryptionError` as :func:`decrypt_stream` does. `digest`, if given, is updated with the plaintext.
+    """
+
+    def __init__(self, data_key: bytes, *, aad: bytes, digest: Hash | None = None) -> None:
+        self._decryptor = StreamDecryptor(data_key, aad=aad)
+        self._digest = digest or _NoDigest()
+        self._frames = _Frames(
+            self._decryptor.decrypt_chunk, _STREAM_FRAME_SIZE, self._digest, hold_back=True
+        )
+        self._header = b""
+
+    @property
+    def waiting(self) -> int:
+        """Input bytes held until a frame is whole (and known not to be the last)."""
+        return self._frames.waiting
+
+    def update(self, piece: bytes | memoryview) -> bytes:
+        if len(self._header) < StreamDecryptor.HEADER_SIZE:
+            missing = StreamDecryptor.HEADER_SIZE - len(self._header)
+            self._header += piece[:missing]
+            piece = memoryview(piece)[missing:]  # no copy of the rest
+            if len(self._header) < StreamDecryptor.HEADER_SIZE:
+                return b""
+            self._decryptor.read_header(self._header)
+        return self._frames.add(piece)
+
+    def finish(self) -> bytes:
+        if len(self._header) < StreamDecryptor.HEADER_SIZE:
+            raise DecryptionError("stream is shorter than its header")
+        # What is left is the final frame; if the real final chunk was cut off, this fails the final-flag check.
+        last = self._decryptor.decrypt_chunk(self._frames.rest(), final=True)
+        self._digest.update(last)
+        return last
+
+
+async def encrypt_stream(
+    data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes, digest: Hash | None = None
+) -> AsyncIterator[bytes]:
+    """Encrypt pieces of any size; yield the header, then the encrypted chunks, one per :data:`CHUNK_SIZE`
+    bytes, gathered into pieces of about the input's size.
+
+    The last chunk carries the final flag and holds the remainder, so it is empty when the input is empty or
+    a multiple of :data:`CHUNK_SIZE` (full chunks are never final: the input's end is only known afterwards).
+    The total output length is :func:`ciphertext_size` of the input length. `digest`, if given, is updated
+    with every byte yielded. Once :data:`OFFLOAD_BYTES` wait, they are encrypted in a worker thread.
+    """
+    encryptor = PieceEncryptor(data_key, aad=aad, digest=digest)
+    yield encryptor.header()
+    async for piece in chunks:
+        sealed = await _step(encryptor.update, encryptor.waiting, piece)
+        if sealed:
+            yield sealed
+    yield encryptor.finish()
 
 
 async def decrypt_stream(
     data_key: bytes, chunks: AsyncIterator[bytes], *, aad: bytes, digest: Hash | None = None
 ) -> AsyncIterator[bytes]:
-    """Decrypt a stream made by :func:`encrypt_stream`, given as pieces of any size; yield plaintext chunks.
+    """Decrypt a stream made by :func:`encrypt_stream`, given as pieces of any size; yield the plaintext in
+    pieces of about the input's size.
 
     Raises :class:`DecryptionError` on any tampering, reordering, truncation or appended data, including a
-    stream that ends without its final chunk. Chunks already yielded are authentic, but the plaintext is only
+    stream that ends without its final chunk. Pieces already yielded are authentic, but the plaintext is only
     complete once the generator finishes without error: consumers must not commit partial output before.
+    `digest`, if given, is updated with every byte yielded.
     """
-    decryptor = StreamDecryptor(data_key, aad=aad)
-    digest = digest or _NoDigest()
-    buffer = bytearray()
-    header_read = False
+    decryptor = PieceDecryptor(data_key, aad=aad, digest=digest)
     async for piece in chunks:
-        buffer += piece
-        if not header_read:
-            if len(buffer) < StreamDecryptor.HEADER_SIZE:
-                continue
-            decryptor.read_header(bytes(buffer[: StreamDecryptor.HEADER_SIZE]))
-            del buffer[: StreamDecryptor.HEADER_SIZE]
-            header_read = True
-        # Hold back one whole frame: a frame is only known not to be the final one once more bytes follow it.
-        ready = (len(buffer) - 1) // _STREAM_FRAME_SIZE * _STREAM_FRAME_SIZE if buffer else 0
-        if ready >= OFFLOAD_BYTES:
-            batch = bytes(buffer[:ready])
-            del buffer[:ready]
-            yield await asyncio.to_thread(_frames, decryptor.decrypt_chunk, _STREAM_FRAME_SIZE, batch, digest)
-        else:
-            while len(buffer) > _STREAM_FRAME_SIZE:
-                opened = decryptor.decrypt_chunk(bytes(buffer[:_STREAM_FRAME_SIZE]), final=False)
-                digest.update(opened)
-                yield opened
-                del buffer[:_STREAM_FRAME_SIZE]
-    if not header_read:
-        raise DecryptionError("stream is shorter than its header")
-    # What is left is the final frame; if the real final chunk was cut off, this fails the final-flag check.
-    last = decryptor.decrypt_chunk(bytes(buffer), final=True)
-    digest.update(last)
-    yield last
+        opened = await _step(decryptor.update, decryptor.waiting, piece)
+        if opened:
+            yield opened
+    yield decryptor.finish()
+
+
+async def _step(update: Callable[[bytes], bytes], waiting: int, piece: bytes) -> bytes:
+    # Large amounts in a worker thread, so the event loop (and the other stages of a pipeline) go on meanwhile.
+    if waiting + len(piece) >= OFFLOAD_BYTES:
+        return await asyncio.to_thread(update, piece)
+    return update(piece)
 
 
 def ciphertext_size(plaintext_size: int) -> int:

@@ -11,21 +11,29 @@ A recording whose data key is gone has been crypto-shredded: it no longer exists
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
+from dataclasses import dataclass, field
+from functools import partial
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import BlobStore
-from shared.crypto import decrypt_stream
+from shared.crypto import OFFLOAD_BYTES, PieceDecryptor
 from shared.keystore import KeyStore
 from shared.policy import ArtifactClass
 from shared.records import Artifact, sealed_aad
 
-__all__ = ["RecordingIntegrityError", "RecordingStream", "read_recording"]
+__all__ = [
+    "RecordingCheck",
+    "RecordingIntegrityError",
+    "RecordingStream",
+    "read_recording",
+    "read_recordings",
+]
 
 _RECORDING = ArtifactClass.RECORDING.value
 
@@ -55,12 +63,87 @@ class RecordingStream:
     duration_ms: int | None
     """From the WAV header on upload; None when the header did not allow it to be computed."""
     chunks: AsyncGenerator[bytes, None]
+    ciphertext: AsyncIterator[bytes] = field(repr=False)
+    """The blob as stored, for a reader that decrypts in a thread of its own with `check()` instead of
+    iterating the stream. Read it or the stream, not both."""
+    _check: Callable[[], RecordingCheck] = field(repr=False)
+
+    @classmethod
+    def of_blob(
+        cls,
+        blobs: BlobStore,
+        blob_key: str,
+        data_key: bytes,
+        *,
+        aad: bytes,
+        content_type: str | None,
+        size_bytes: int | None,
+        sha256: str | None,
+        duration_ms: int | None,
+    ) -> RecordingStream:
+        """The recording stored at `blob_key`, encrypted under `data_key` with `aad` as ingest stores it."""
+        check = partial(RecordingCheck, data_key, aad=aad, size_bytes=size_bytes, sha256=sha256)
+        ciphertext = blobs.open_stream(blob_key)
+        return cls(
+            content_type=content_type,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            duration_ms=duration_ms,
+            chunks=_plaintext(ciphertext, check()),
+            ciphertext=ciphertext,
+            _check=check,
+        )
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks
 
+    def check(self) -> RecordingCheck:
+        """A fresh decryption and check of `ciphertext`, for use in one thread."""
+        return self._check()
+
     async def aclose(self) -> None:
         await self.chunks.aclose()
+        await _aclose(self.ciphertext)
+
+
+class RecordingCheck:
+    """Decrypts one recording's blob piece by piece and checks it against its upload, synchronously: for a
+    worker thread that carries the whole recording (AES-GCM and SHA-256 release the GIL meanwhile).
+
+    The chunk authentication already rules out tampering by anyone without the key. The size and hash check
+    also catches a blob that is authentic but not the one the row describes (another upload of the same contact
+    under the same key), so a copy handed out is provably the uploaded file.
+    """
+
+    def __init__(self, data_key: bytes, *, aad: bytes, size_bytes: int | None, sha256: str | None) -> None:
+        self._digest = hashlib.sha256()
+        self._decryptor = PieceDecryptor(data_key, aad=aad, digest=self._digest)
+        self._size_bytes = size_bytes
+        self._sha256 = sha256
+        self.received = 0
+
+    @property
+    def waiting(self) -> int:
+        return self._decryptor.waiting
+
+    def update(self, piece: bytes) -> bytes:
+        """The plaintext of every chunk `piece` completes; DecryptionError if it does not authenticate."""
+        plaintext = self._decryptor.update(piece)
+        self.received += len(plaintext)
+        return plaintext
+
+    def finish(self) -> bytes:
+        """The last plaintext; DecryptionError if the blob was cut short, RecordingIntegrityError if the whole
+        differs from the upload."""
+        last = self._decryptor.finish()
+        self.received += len(last)
+        if (self._size_bytes is not None and self.received != self._size_bytes) or (
+            self._sha256 is not None and self._digest.hexdigest() != self._sha256
+        ):
+            raise RecordingIntegrityError(
+                "the decrypted recording does not match its stored size and SHA-256"
+            )
+        return last
 
 
 async def read_recording(
@@ -73,59 +156,57 @@ async def read_recording(
     deleted the recording meanwhile) iteration raises `BlobNotFound`; if the blob does not decrypt to the
     uploaded bytes it raises `DecryptionError` or `RecordingIntegrityError`.
     """
-    artifact = await session.scalar(
-        select(Artifact).where(Artifact.contact_ref == contact_ref, Artifact.artifact_class == _RECORDING)
-    )
-    if artifact is None or artifact.blob_key is None or artifact.status != "active":
-        return None
-    keys = await keystore.get(session, {(contact_ref, _RECORDING)})
-    data_key = keys.get((contact_ref, _RECORDING))
-    if data_key is None:
-        return None
-    return RecordingStream(
-        content_type=artifact.content_type,
-        size_bytes=artifact.size_bytes,
-        sha256=artifact.sha256,
-        duration_ms=artifact.duration_ms,
-        chunks=_plaintext(
+    found = await read_recordings(session, keystore=keystore, blobs=blobs, contact_refs=[contact_ref])
+    return found.get(contact_ref)
+
+
+async def read_recordings(
+    session: AsyncSession, *, keystore: KeyStore, blobs: BlobStore, contact_refs: Collection[UUID]
+) -> dict[UUID, RecordingStream]:
+    """`read_recording` for many contacts in two queries, whatever their number: the recordings of those that
+    have one, by contact."""
+    if not contact_refs:
+        return {}
+    artifacts = [
+        artifact
+        for artifact in await session.scalars(
+            select(Artifact).where(
+                Artifact.contact_ref.in_(set(contact_refs)), Artifact.artifact_class == _RECORDING
+            )
+        )
+        if artifact.blob_key is not None and artifact.status == "active"
+    ]
+    keys = await keystore.get(session, {(artifact.contact_ref, _RECORDING) for artifact in artifacts})
+    found: dict[UUID, RecordingStream] = {}
+    for artifact in artifacts:
+        data_key = keys.get((artifact.contact_ref, _RECORDING))
+        if data_key is None or artifact.blob_key is None:
+            continue
+        found[artifact.contact_ref] = RecordingStream.of_blob(
             blobs,
             artifact.blob_key,
             data_key,
-            aad=sealed_aad(contact_ref, _RECORDING, "audio"),
+            aad=sealed_aad(artifact.contact_ref, _RECORDING, "audio"),
+            content_type=artifact.content_type,
             size_bytes=artifact.size_bytes,
             sha256=artifact.sha256,
-        ),
-    )
+            duration_ms=artifact.duration_ms,
+        )
+    return found
 
 
-async def _plaintext(
-    blobs: BlobStore,
-    blob_key: str,
-    data_key: bytes,
-    *,
-    aad: bytes,
-    size_bytes: int | None,
-    sha256: str | None,
-) -> AsyncGenerator[bytes, None]:
-    # The chunk authentication already rules out tampering by anyone without the key. The size and hash check
-    # also catches a blob that is authentic but not the one the row describes (another upload of the same
-    # contact under the same key), so a copy handed out is provably the uploaded file.
-    source = blobs.open_stream(blob_key)
-    digest = hashlib.sha256()
-    # The SHA-256 is taken as the pieces are decrypted (in a worker thread for large ones).
-    plaintext = decrypt_stream(data_key, source, aad=aad, digest=digest)
-    received = 0
+async def _plaintext(ciphertext: AsyncIterator[bytes], check: RecordingCheck) -> AsyncGenerator[bytes, None]:
     try:
-        async for piece in plaintext:
-            received += len(piece)
-            yield piece
+        async for piece in ciphertext:
+            if check.waiting + len(piece) >= OFFLOAD_BYTES:  # large amounts in a worker thread
+                plaintext = await asyncio.to_thread(check.update, piece)
+            else:
+                plaintext = check.update(piece)
+            if plaintext:
+                yield plaintext
     finally:
-        await _aclose(plaintext)
-        await _aclose(source)
-    if (size_bytes is not None and received != size_bytes) or (
-        sha256 is not None and digest.hexdigest() != sha256
-    ):
-        raise RecordingIntegrityError("the decrypted recording does not match its stored size and SHA-256")
+        await _aclose(ciphertext)
+    yield check.finish()
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:

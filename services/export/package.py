@@ -12,10 +12,10 @@ in the package: no contact_ref, register, times, agent or case; what the audio i
 The institute can only link an item back to us through the notices we send about it.
 
 Like the DSR access copy, the package never exists in clear outside this process: the ZIP is produced piece by
-piece (shared.ziparchive), encrypted as it goes (shared.crypto.encrypt_stream under a fresh random 256-bit key,
-the loan id bound as associated data), hashed (SHA-256 of the ciphertext, which the institute can check on
-download) and written with the blob store's atomic `put_stream`. A recording is decrypted and checked against
-its upload while it streams through (shared.recordings.read_recording): never held whole in memory.
+piece (shared.ziparchive), encrypted as it goes under a fresh random 256-bit key with the loan id bound as
+associated data, hashed (SHA-256 of the ciphertext, which the institute can check on download) and written with
+the blob store's atomic `put_stream`. A recording is decrypted and checked against its upload while it streams
+through: never held whole in memory. services.export.packer does this in two worker threads side by side.
 
 `unpack_package` is the institute's side: it decrypts a downloaded package with the key, unpacks it and checks
 every recording against the manifest.
@@ -42,13 +42,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
+from services.export.packer import pack
 from shared.blobstore import BlobNotFound, BlobStore, validate_key
-from shared.crypto import decrypt_stream, encrypt_stream
+from shared.crypto import decrypt_stream
 from shared.keystore import KeyStore
 from shared.logging import get_logger
-from shared.recordings import RecordingStream, read_recording
+from shared.recordings import RecordingStream, read_recordings
 from shared.records import Contact
-from shared.ziparchive import ZipEntry, zip_stream
 
 __all__ = [
     "ALGORITHM",
@@ -157,91 +157,32 @@ async def build_loan_package(
     ordered = sorted(items, key=lambda item: item.item_id)
     recordings = await _recordings(session, keystore=keystore, blobs=blobs, items=ordered)
     packed = [entry for entry, _ in recordings]
+    manifest = _manifest(loan, packed, created_at)
+    digest = hashlib.sha256()
+    ciphertext = pack(
+        manifest_name=MANIFEST_FILE,
+        manifest=orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+        members=[(entry.file, stream) for entry, stream in recordings],
+        package_key=package_key,
+        aad=package_aad(loan.loan_id),
+        digest=digest,
+        # The ZIP's times are those of the manifest's created_at, in UTC like it.
+        modified=created_at,
+        comment=f"Sailo research loan {loan.loan_id}",
+    )
     try:
-        manifest = _manifest(loan, packed, created_at)
-        ahead = _ReadAhead([stream for _, stream in recordings])
-        entries: list[ZipEntry] = [
-            (MANIFEST_FILE, orjson.dumps(manifest, option=orjson.OPT_INDENT_2)),
-            *((entry.file, member) for (entry, _), member in zip(recordings, ahead.members, strict=True)),
-        ]
-        digest = hashlib.sha256()
-
-        async def ciphertext() -> AsyncIterator[bytes]:
-            # The ZIP's times are those of the manifest's created_at, in UTC like it.
-            archive = zip_stream(entries, modified=created_at, comment=f"Sailo research loan {loan.loan_id}")
-            async for piece in encrypt_stream(
-                package_key, archive, aad=package_aad(loan.loan_id), digest=digest
-            ):
-                yield piece
-
-        try:
-            ahead.start()
-            size = await blobs.put_stream(blob_key, ciphertext())
-        except BlobNotFound:
-            # The sweeper deleted a recording after it was checked: that item needs selecting again.
-            raise ItemsUnavailable(1) from None
-        finally:
-            await ahead.stop()
+        size = await blobs.put_stream(blob_key, ciphertext)
+    except BlobNotFound:
+        # The sweeper deleted a recording after it was checked: that item needs selecting again.
+        raise ItemsUnavailable(1) from None
     finally:
+        await ciphertext.aclose()  # stops the packing threads at once if the store gave up
         for _, stream in recordings:
             await stream.aclose()
     log.info("export.loan_package_stored", loan_id=str(loan.loan_id), blob_key=blob_key, size=size)
     return BuiltPackage(
         blob_key=blob_key, size=size, sha256=digest.hexdigest(), manifest=manifest, items=packed
     )
-
-
-_END: Final = object()
-
-
-class _ReadAhead:
-    """The recordings read, decrypted and checked by a task of their own, a few pieces ahead of the ZIP.
-
-    Decryption and encryption each run in worker threads (shared.crypto), so with the reading side a few pieces
-    ahead, the two overlap on two cores instead of taking turns. At most `depth` pieces (about 1 MiB each) wait.
-    An error while reading reaches the ZIP writer when it comes to that piece, as if it read the stream itself.
-    """
-
-    def __init__(self, streams: Sequence[RecordingStream], depth: int = 8) -> None:
-        self._streams = streams
-        self._queue: asyncio.Queue[object] = asyncio.Queue(depth)
-        self._task: asyncio.Task[None] | None = None
-        self.members = [_AheadMember(stream.size_bytes, self._queue) for stream in streams]
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._produce(), name="loan-package-read-ahead")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _produce(self) -> None:
-        try:
-            for stream in self._streams:
-                async for piece in stream:
-                    await self._queue.put(piece)
-                await self._queue.put(_END)
-        except Exception as exc:  # handed to the reader in order; it raises it where the stream would have
-            await self._queue.put(exc)
-
-
-class _AheadMember:
-    """One recording's pieces as the read-ahead hands them on (shared.ziparchive.StreamedMember)."""
-
-    def __init__(self, size_bytes: int | None, queue: asyncio.Queue[object]) -> None:
-        self.size_bytes = size_bytes
-        self._queue = queue
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            piece = await self._queue.get()
-            if piece is _END:
-                return
-            if isinstance(piece, Exception):
-                raise piece
-            assert isinstance(piece, bytes)
-            yield piece
 
 
 async def _recordings(
@@ -259,16 +200,17 @@ async def _recordings(
             )
         ).all()
     )
+    lendable = [
+        item for item in items if item.contact_ref not in restricted or item.overridden_exclusion is not None
+    ]
+    streams = await read_recordings(
+        session, keystore=keystore, blobs=blobs, contact_refs=[item.contact_ref for item in lendable]
+    )
     found: list[tuple[PackedItem, RecordingStream]] = []
-    unavailable = 0
+    unavailable = len(items) - len(lendable)
     try:
-        for item in items:
-            if item.contact_ref in restricted and item.overridden_exclusion is None:
-                unavailable += 1
-                continue
-            stream = await read_recording(
-                session, keystore=keystore, blobs=blobs, contact_ref=item.contact_ref
-            )
+        for item in lendable:
+            stream = streams.pop(item.contact_ref, None)
             if stream is None:
                 unavailable += 1
                 continue
@@ -291,6 +233,11 @@ async def _recordings(
         for _, stream in found:
             await stream.aclose()
         raise
+    finally:
+        for (
+            stream
+        ) in streams.values():  # none left unless two items share a contact, which selection prevents
+            await stream.aclose()
     return found
 
 
