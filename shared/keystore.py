@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import DateTime, LargeBinary, String, TextClause, func, text
+from sqlalchemy import DateTime, LargeBinary, String, TextClause, event, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -100,8 +100,19 @@ class KeyStore:
                 for ref in sorted(missing)
             ]
             await bulk_insert(session, DataKey, rows, tail="ON CONFLICT DO NOTHING")
-            found.update(await self._load(session, missing))
+            created = await self._load(session, missing, remember=False)
+            found.update(created)
+            # Cached only once the keys are committed: a key remembered from a transaction that then failed (a
+            # terminated session, a database restart) would seal the retried events under a key that does not
+            # exist, and the record store would have to set them aside.
+            event.listen(
+                session.sync_session, "after_commit", lambda _: self._remember_all(created), once=True
+            )
         return found
+
+    def _remember_all(self, keys: dict[KeyRef, bytes]) -> None:
+        for ref, key in keys.items():
+            self._remember(ref, key)
 
     async def get(
         self, session: AsyncSession, refs: Iterable[KeyRef], *, hold: bool = False
@@ -124,7 +135,12 @@ class KeyStore:
         return found
 
     async def _load(
-        self, session: AsyncSession, refs: set[KeyRef], *, statement: TextClause = _LOAD_KEYS
+        self,
+        session: AsyncSession,
+        refs: set[KeyRef],
+        *,
+        statement: TextClause = _LOAD_KEYS,
+        remember: bool = True,
     ) -> dict[KeyRef, bytes]:
         ordered = sorted(refs)
         result = await session.execute(
@@ -134,6 +150,7 @@ class KeyStore:
         for contact_ref, artifact_class, wrapped in result:
             ref = (contact_ref, artifact_class)
             key = unwrap_data_key(self._kek, wrapped, context=key_context(*ref))
-            self._remember(ref, key)
+            if remember:
+                self._remember(ref, key)
             loaded[ref] = key
         return loaded
