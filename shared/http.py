@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -198,6 +198,34 @@ async def _dependency_down_handler(request: Request, exc: Exception) -> Response
     return problem(503, "Service temporarily unavailable", headers={"Retry-After": "5"})
 
 
+# SQLSTATE classes of a database that went away under the request: 08 connection exception; 57P01 admin
+# shutdown (a session terminated, a restart), 57P02 crash shutdown, 57P03 cannot connect now (starting up).
+_CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_went_away(exc: BaseException) -> bool:
+    """Whether a database error means the connection or the server was lost, not that the statement failed.
+
+    asyncpg reports a terminated session or a restarting server as InternalError or a bare DBAPIError, not as
+    OperationalError; a client should hear 503 and retry, as for any other outage.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    if state.startswith(_CONNECTION_LOST_STATES):
+        return True
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return type(cause).__name__ in ("ConnectionDoesNotExistError", "ConnectionResetError", "InterfaceError")
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> Response:
+    if database_went_away(exc):
+        return await _dependency_down_handler(request, exc)
+    return await _unexpected_handler(request, exc)
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     # The exception type only: its message may quote data.
     log.error("http.unhandled_error", path=request.url.path, error=type(exc).__name__)
@@ -264,6 +292,7 @@ def install_common(
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     for transient in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
         app.add_exception_handler(transient, _dependency_down_handler)
+    app.add_exception_handler(DBAPIError, _database_error_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
 
     app.add_middleware(_HeadersAndMetrics, service=service)
