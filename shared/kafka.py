@@ -270,23 +270,32 @@ class ConsumerLoop(Generic[T]):
             decoded.append(_Decoded(record, item, event_id, digest))
 
         if decoded:
-            try:
-                await self._apply(decoded)
-            except PERMANENT_ERRORS:
-                # One bad event must not sink the good ones beside it: retry them one by one.
-                for one in decoded:
-                    try:
-                        await self._apply([one])
-                    except PERMANENT_ERRORS as exc:
-                        await send_dead_letter(
-                            self.producer, one.record, group=self.group, reason=_permanent_reason(exc)
-                        )
+            await self._apply_or_set_aside(decoded)
 
         fault_point(f"{self.group}.after_db_commit")
         last = records[-1]
         await self.consumer.commit({TopicPartition(last.topic, last.partition): last.offset + 1})
         if self.on_batch_committed is not None:
             await self.on_batch_committed(len(records))
+
+    async def _apply_or_set_aside(self, decoded: list[_Decoded[T]]) -> None:
+        """Apply the batch; if an event in it can never be applied, dead-letter that one and apply the rest.
+
+        One bad event must not sink the good ones beside it. The batch is halved until the bad events stand
+        alone: a batch of 500 with one bad event takes about 18 transactions, not 500 (which, with an event of
+        an already-shredded contact in most batches, slowed a catching-up consumer twentyfold).
+        """
+        try:
+            await self._apply(decoded)
+        except PERMANENT_ERRORS as exc:
+            if len(decoded) == 1:
+                await send_dead_letter(
+                    self.producer, decoded[0].record, group=self.group, reason=_permanent_reason(exc)
+                )
+                return
+            half = len(decoded) // 2
+            await self._apply_or_set_aside(decoded[:half])
+            await self._apply_or_set_aside(decoded[half:])
 
     async def _apply(self, decoded: list[_Decoded[T]]) -> None:
         async with self.sessionmaker() as session, session.begin():
