@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint unit integration bench bench-retention bench-dsr bench-export schemas token clean
+.PHONY: install run test lint unit integration bench bench-retention bench-dsr bench-export faults scale soak schemas token clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -53,6 +53,19 @@ bench-dsr: install
 # .venv/bin/python -m bench.export --help for the loan's size (default 50 recordings of 60 s at 16 kHz).
 bench-export: install
 	$(PY) -m bench.export
+
+# The fault harness (tests/faults): 100,000 events under kill -9, forced crash points, database and broker
+# faults; exit 1 if anything acknowledged is lost or any effect happens twice. --help for its options.
+faults: install
+	$(PY) -m tests.faults faults
+
+# 1, 2 and 3 instances of every service against one database and broker: throughput and the same checks.
+scale: install
+	$(PY) -m tests.faults scale
+
+# 30 minutes at a steady rate: memory of each process, deletion lag, consumer lag (--minutes, --rate).
+soak: install
+	$(PY) -m tests.faults soak
 
 schemas: install
 	$(VENV)/bin/sailo schemas

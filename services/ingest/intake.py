@@ -34,6 +34,7 @@ from shared.events import (
     SealedContactEvent,
     parse_contact_event,
 )
+from shared.faults import fault_point
 from shared.http import FieldError, pydantic_errors
 from shared.identifiers import normalise_name, normalise_nickname
 from shared.keystore import KeyStore
@@ -330,6 +331,10 @@ class IntakeService:
                 acked.append(sealed_event)
         if failures:
             log.warning("ingest.broker_unavailable", failed=len(failures))
+        if acked:
+            # A crash here: the broker has the events, the ledger and the client do not. The client resends and
+            # the record store keeps the first copy (its consumer applies an event id once).
+            fault_point("ingest.after_broker_ack")
 
         if acked:
             async with self.sessionmaker() as session, session.begin():

@@ -393,6 +393,9 @@ class Sweeper(Periodic):
             (ref, artifact_class): (int(pieces), str(digest))
             for ref, artifact_class, pieces, digest in await session.execute(_SHRED, arrays)
         }
+        # Keys destroyed and rows removed, in the open transaction: a crash here rolls both back together, so a
+        # key is never gone while its rows stay (unreadable, uncertified) or the other way round.
+        fault_point("retention.after_shred")
         self.keystore.forget(pairs)
         outcomes = []
         for item in items:
