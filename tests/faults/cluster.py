@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,9 +305,6 @@ class Cluster:
                 assert instance.process is not None
                 with contextlib.suppress(psutil.Error):
                     instance.rss_samples.append(psutil.Process(instance.process.pid).memory_info().rss)
-
-    def logs(self) -> Iterator[Path]:
-        yield from (i.log_file for i in self.instances)
 
 
 def _forced_point(log_file: Path, offset: int) -> str | None:
