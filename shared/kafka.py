@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -134,6 +134,15 @@ class BatchHandler(Protocol[T]):
         """The effects of events not seen before by this group; flush, never commit. An error a retry cannot
         fix (PoisonMessage among them, see PERMANENT_ERRORS) dead-letters the event and the loop goes on."""
         ...
+
+
+@runtime_checkable
+class RepeatAwareHandler(Protocol[T]):
+    """A handler that also looks at events its group has applied before, arriving again with the same content
+    (a redelivery after a crash, or a platform's resend). For a handler whose effects may have been undone
+    since the first copy: retention's scheduler re-arms a class shredded before a resent copy came back."""
+
+    async def apply_repeats(self, session: AsyncSession, items: list[T]) -> None: ...
 
 
 @dataclass
@@ -317,6 +326,11 @@ class ConsumerLoop(Generic[T]):
             conflicting = await self._conflicting_repeats(session, repeats)
             if fresh:
                 await self.handler.apply(session, [one.item for one in fresh])
+            if repeats and isinstance(self.handler, RepeatAwareHandler):
+                different = {one.event_id for one in conflicting}
+                same = [one.item for one in repeats if one.event_id not in different]
+                if same:
+                    await self.handler.apply_repeats(session, same)
         for one in conflicting:
             await send_dead_letter(
                 self.producer,
@@ -370,6 +384,7 @@ __all__ = [
     "KafkaError",
     "PoisonMessage",
     "ProcessedEvent",
+    "RepeatAwareHandler",
     "create_producer",
     "ensure_topics",
     "header",

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.crypto import BlindIndex, open_sealed, seal
+from shared.crypto import BlindIndex, data_key_id, open_sealed, seal
 from shared.db import Base, bulk_insert
 from shared.events import SealedContactEvent
 from shared.keystore import KeyRef, KeyStore, KeyUnavailable, key_context
@@ -224,6 +224,11 @@ class RecordStore:
         keys = await self.keystore.get(session, wanted, hold=True)
         if missing := wanted - keys.keys():
             raise KeyUnavailable(f"{len(missing)} data key(s) unavailable")
+        # A copy sealed under an earlier key of the same contact and class: that key was destroyed (the class
+        # was shredded) and data arriving later got a new one. This copy is as shredded as its key.
+        key_ids = {ref: data_key_id(key) for ref, key in keys.items()}
+        if any(e.key_id not in (None, key_ids[(e.contact_ref, e.artifact_class.value)]) for e in events):
+            raise KeyUnavailable("sealed under a data key that has since been destroyed")
         contacts: dict[UUID, _ContactUpdate] = {}
         event_rows: list[dict[str, Any]] = []
         message_rows: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.models import AcceptedEvent
 from shared.clock import Clock
-from shared.crypto import BlindIndex, seal
+from shared.crypto import BlindIndex, data_key_id, seal
 from shared.db import bulk_insert
 from shared.events import (
     EVENT_TYPES,
@@ -369,8 +369,9 @@ class IntakeService:
         contact_ref = validated.contact_ref
         data = validated.data
         document = orjson.dumps({"contact_id": event.contact_id, "data": data})
+        data_key = keys[(contact_ref, artifact_class)]
         sealed = seal(
-            keys[(contact_ref, artifact_class)],
+            data_key,
             document,
             aad=sealed_aad(contact_ref, artifact_class, "event"),
         )
@@ -392,6 +393,7 @@ class IntakeService:
             attributes=_clear_attributes(data),
             blind_index=self._blind_entries(event.type, event.contact_id, data),
             sealed=base64.b64encode(sealed).decode(),
+            key_id=data_key_id(data_key),
         )
 
     def _blind_entries(self, event_type: str, contact_id: str, data: dict[str, Any]) -> list[BlindIndexEntry]:

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,8 +55,8 @@ def case_ref(blind_index: BlindIndex, register: str, case_number: str) -> str:
 def _fold(
     row: ContactFacts | None, events: list[SealedContactEvent], blind_index: BlindIndex
 ) -> dict[str, Any]:
-    """The contact's facts with `events` folded in (an event seen before is never folded twice: the consumer
-    loop's tracking row sees to that)."""
+    """The contact's facts with `events` folded in. Folding an event twice changes nothing (a resent event
+    whose class was shredded meanwhile is folded again, see ScheduleHandler.apply_repeats)."""
     first = events[0]
     facts: dict[str, Any] = (
         {
@@ -88,10 +88,14 @@ def _fold(
         facts["last_event_at"] = max(facts["last_event_at"], at)
         if event.type in ENDING_EVENTS:
             facts["ended_at"] = at if facts["ended_at"] is None else max(facts["ended_at"], at)
-        if event.type in CASE_STATUS_OF:
-            facts["case_history"].append([CASE_STATUS_OF[event.type], at.isoformat()])
+        if (
+            event.type in CASE_STATUS_OF
+            and (change := [CASE_STATUS_OF[event.type], at.isoformat()]) not in (facts["case_history"])
+        ):
+            facts["case_history"].append(change)
         if event.type in FIELD_LEVEL_MESSAGES:
-            facts["message_times"].append(at.isoformat())
+            if at.isoformat() not in facts["message_times"]:  # a message's time is unique within a contact
+                facts["message_times"].append(at.isoformat())
             classes.add(CHATBOT_IDENTIFIERS)
         classes.add(event.artifact_class.value)
         if case_number := event.attributes.get("case_number"):
@@ -105,6 +109,18 @@ def _fold(
     return facts
 
 
+def _row_facts(row: ContactFacts) -> Facts:
+    return _rules_facts(
+        {
+            "register": row.register,
+            "started_at": row.started_at,
+            "ended_at": row.ended_at,
+            "case_history": row.case_history,
+            "message_times": row.message_times,
+        }
+    )
+
+
 def _rules_facts(facts: dict[str, Any]) -> Facts:
     ended = facts["ended_at"]
     return Facts(
@@ -116,6 +132,16 @@ def _rules_facts(facts: dict[str, Any]) -> Facts:
         ),
         message_times=tuple(datetime.fromisoformat(at) for at in facts["message_times"]),
     )
+
+
+# Which of these (contact, class) pairs were crypto-shredded as a whole and yet have a data key again.
+_SHREDDED_THEN_KEYED_AGAIN = text(
+    "SELECT s.contact_ref, s.artifact_class FROM retention.schedule AS s"
+    " JOIN unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS wanted(contact_ref, artifact_class)"
+    " USING (contact_ref, artifact_class)"
+    " JOIN keys.data_keys AS k USING (contact_ref, artifact_class)"
+    " WHERE s.item = '' AND s.state = 'done' AND s.action = 'delete'"
+)
 
 
 class ScheduleHandler:
@@ -136,6 +162,27 @@ class ScheduleHandler:
         return item.event_id, item.content_digest
 
     async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
+        await self._fold_and_schedule(session, items)
+
+    async def apply_repeats(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
+        """Events seen before, arriving again: usually nothing to do. But when a class was crypto-shredded after
+        the first copy and the event then came back (a platform resending what ingest had published but not yet
+        answered for), ingest sealed it under a new data key and the record store keeps it. Such events are
+        folded in again (folding is idempotent; a fully shredded contact has lost its facts) and their class
+        re-armed: without this the new copy would have no due time and be kept for ever."""
+        wanted = sorted({(item.contact_ref, item.artifact_class.value) for item in items})
+        result = await session.execute(
+            _SHREDDED_THEN_KEYED_AGAIN,
+            {"refs": [ref for ref, _ in wanted], "classes": [cls for _, cls in wanted]},
+        )
+        keyed_again = {(UUID(str(ref)), cls) for ref, cls in result}
+        back = [item for item in items if (item.contact_ref, item.artifact_class.value) in keyed_again]
+        if back:
+            log.info("retention.shredded_class_rearmed", events=len(back))
+            await self._fold_and_schedule(session, back)
+
+    async def _fold_and_schedule(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
+        """Fold `items` into their contacts' facts and schedule them again, re-arming the classes they carry."""
         by_contact: dict[UUID, list[SealedContactEvent]] = {}
         for item in items:
             by_contact.setdefault(item.contact_ref, []).append(item)
@@ -270,14 +317,7 @@ async def replan(
             return changes
         last = rows[-1].contact_ref
         for row in rows:
-            facts_dict = {
-                "register": row.register,
-                "started_at": row.started_at,
-                "ended_at": row.ended_at,
-                "case_history": row.case_history,
-                "message_times": row.message_times,
-            }
-            facts = _rules_facts(facts_dict)
+            facts = _row_facts(row)
             classes = set(row.artifact_classes)
             current = {
                 (item.artifact_class, item.item): item
