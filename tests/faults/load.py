@@ -195,6 +195,8 @@ class Sender:
         ended = time.monotonic()
         if response.status_code not in (202, 207):
             self.ledger.answers[f"HTTP {response.status_code}"] += 1
+            if response.status_code == 503 and self._overlaps_outage(began, ended):
+                self.ledger.unavailable_while_broker_away += len(batch)
             await self._honour_retry_after(response)
             await self._retry.put(batch)
             return
