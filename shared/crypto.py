@@ -25,7 +25,7 @@ import hmac
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -37,6 +37,7 @@ __all__ = [
     "TAG_SIZE",
     "BlindIndex",
     "DecryptionError",
+    "EvenPieceEncryptor",
     "PieceDecryptor",
     "PieceEncryptor",
     "StreamDecryptor",
@@ -76,7 +77,12 @@ _STREAM_HEADER_SIZE = 1 + _STREAM_PREFIX_SIZE
 _STREAM_FRAME_SIZE = CHUNK_SIZE + TAG_SIZE
 _STREAM_MAX_CHUNKS = 2**32  # the nonce's 4-byte counter; 256 TiB of plaintext
 
+_CHUNK_FAILED = "stream chunk failed authentication (wrong key, wrong aad, reordered, truncated or tampered)"
+
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+_Bytes = bytes | bytearray | memoryview
+_Writable = bytearray | memoryview
 
 
 class DecryptionError(Exception):
@@ -253,18 +259,35 @@ class StreamEncryptor:
         """Return the stream header, ``version(1) | nonce prefix(7)``, to be written before the chunks."""
         return bytes([_VERSION]) + self._prefix
 
-    def encrypt_chunk(self, chunk: bytes | memoryview, *, final: bool) -> bytes:
+    def encrypt_chunk(self, chunk: _Bytes, *, final: bool) -> bytes:
         """Encrypt the next chunk; ``final=True`` on the last one, after which the encryptor refuses more."""
+        nonce = self._nonce(len(chunk), final)
+        ciphertext = self._aead.encrypt(nonce, chunk, self._aad)
+        self._advance(final)
+        return ciphertext
+
+    def encrypt_chunk_into(self, chunk: _Bytes, out: _Writable, *, final: bool) -> None:
+        """:meth:`encrypt_chunk`, writing the encrypted chunk into `out` (exactly ``len(chunk) + TAG_SIZE`` bytes).
+
+        Unlike :meth:`encrypt_chunk`, AES-GCM then runs without holding the GIL, and it writes to memory the
+        caller can reuse instead of to a new object's fresh pages.
+        """
+        nonce = self._nonce(len(chunk), final)
+        self._aead.encrypt_into(nonce, chunk, self._aad, out)
+        self._advance(final)
+
+    def _nonce(self, size: int, final: bool) -> bytes:
         if self._finished:
             raise ValueError("the stream already has its final chunk")
-        if len(chunk) > CHUNK_SIZE or (not final and len(chunk) != CHUNK_SIZE):
+        if size > CHUNK_SIZE or (not final and size != CHUNK_SIZE):
             raise ValueError(f"chunks hold exactly {CHUNK_SIZE} bytes, only the final one may hold fewer")
         if self._counter >= _STREAM_MAX_CHUNKS:
             raise OverflowError("stream has too many chunks for the nonce counter")
-        ciphertext = self._aead.encrypt(_stream_nonce(self._prefix, self._counter, final), chunk, self._aad)
+        return _stream_nonce(self._prefix, self._counter, final)
+
+    def _advance(self, final: bool) -> None:
         self._counter += 1
         self._finished = final
-        return ciphertext
 
 
 class StreamDecryptor:
@@ -297,112 +320,112 @@ class StreamDecryptor:
             raise DecryptionError("unknown stream format version")
         self._prefix = bytes(header[1:])
 
-    def decrypt_chunk(self, chunk: bytes | memoryview, *, final: bool) -> bytes:
+    def decrypt_chunk(self, chunk: _Bytes, *, final: bool) -> bytes:
         """Decrypt the next chunk; raise :class:`DecryptionError` on tampering, reordering or truncation."""
+        nonce = self._nonce(len(chunk), final)
+        try:
+            plaintext = self._aead.decrypt(nonce, chunk, self._aad)
+        except InvalidTag:
+            raise DecryptionError(_CHUNK_FAILED) from None
+        self._advance(final)
+        return plaintext
+
+    def decrypt_chunk_into(self, chunk: _Bytes, out: _Writable, *, final: bool) -> None:
+        """:meth:`decrypt_chunk`, writing the plaintext into `out` (exactly ``len(chunk) - TAG_SIZE`` bytes).
+
+        Unlike :meth:`decrypt_chunk`, AES-GCM then runs without holding the GIL, and it writes to memory the
+        caller can reuse instead of to a new object's fresh pages. AES-GCM writes the plaintext before it checks
+        the tag, so on :class:`DecryptionError` `out` has been zeroed: nothing unauthenticated is left in it.
+        """
+        nonce = self._nonce(len(chunk), final)
+        try:
+            self._aead.decrypt_into(nonce, chunk, self._aad, out)
+        except InvalidTag:
+            view = memoryview(out)
+            view[:] = bytes(len(view))
+            raise DecryptionError(_CHUNK_FAILED) from None
+        self._advance(final)
+
+    def _nonce(self, size: int, final: bool) -> bytes:
         if self._prefix is None:
             raise ValueError("read_header() must be called before decrypt_chunk()")
         if self._finished:
             raise DecryptionError("stream has data after its final chunk")
-        if not TAG_SIZE <= len(chunk) <= _STREAM_FRAME_SIZE or (
-            not final and len(chunk) != _STREAM_FRAME_SIZE
-        ):
+        if not TAG_SIZE <= size <= _STREAM_FRAME_SIZE or (not final and size != _STREAM_FRAME_SIZE):
             raise DecryptionError("stream chunk has the wrong size")
         if self._counter >= _STREAM_MAX_CHUNKS:
             raise DecryptionError("stream has too many chunks")
-        try:
-            plaintext = self._aead.decrypt(
-                _stream_nonce(self._prefix, self._counter, final), chunk, self._aad
-            )
-        except InvalidTag:
-            raise DecryptionError(
-                "stream chunk failed authentication (wrong key, wrong aad, reordered, truncated or tampered)"
-            ) from None
+        return _stream_nonce(self._prefix, self._counter, final)
+
+    def _advance(self, final: bool) -> None:
         self._counter += 1
         self._finished = final
-        return plaintext
 
 
 class Hash(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 class _NoDigest:
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         pass
 
 
 class _Frames:
-    """Cuts a stream's pieces into frames and passes every whole frame through `step` (encrypt or decrypt a
-    chunk that is not the final one), hashing what comes out.
+    """Cuts a stream's pieces into frames of `frame_size` bytes.
 
-    The pieces wait in a list until at least one frame is whole, so nothing is copied before the work that
-    needs it: joining, framing and hashing happen together, in whatever thread calls `add`.
+    Every whole frame is handed out as a view into its piece, so nothing is copied but the frame that spans from
+    one piece into the next and the bytes held over for it (each less than a frame). Nothing of a piece is kept
+    once :meth:`split` returns, so the caller may reuse a buffer it passed in as soon as it is done with the
+    frames.
     """
 
-    def __init__(self, step: Callable[..., bytes], frame_size: int, digest: Hash, *, hold_back: bool) -> None:
-        self._step = step
+    def __init__(self, frame_size: int, *, hold_back: bool) -> None:
         self._frame_size = frame_size
-        self._digest = digest
         # Decryption holds back one whole frame: a frame is only known not to be the final one once more bytes
         # follow it.
         self._hold_back = hold_back
-        self._pieces: list[bytes | memoryview] = []
-        self.waiting = 0
+        self._held = bytearray()
 
-    def add(self, piece: bytes | memoryview) -> bytes:
-        """Take a piece; return the output of every frame it completes (often none)."""
-        if not piece:
-            return b""
-        self._pieces.append(piece)
-        self.waiting += len(piece)
+    @property
+    def waiting(self) -> int:
+        return len(self._held)
+
+    def count(self, size: int) -> int:
+        """How many whole frames :meth:`split` hands out for a piece of `size` bytes."""
+        total = len(self._held) + size
         if self._hold_back:
-            ready = (self.waiting - 1) // self._frame_size * self._frame_size
-        else:
-            ready = self.waiting - self.waiting % self._frame_size
-        if not ready:
-            return b""
-        size = self._frame_size
-        output = b"".join(self._step(frame, final=False) for frame in self._take(ready // size))
-        self._digest.update(output)
-        return output
+            return max(total - 1, 0) // self._frame_size
+        return total // self._frame_size
 
-    def _take(self, count: int) -> Iterator[bytes | memoryview]:
-        """The next `count` whole frames, each a view into its piece, so nothing is copied but the few frames
-        that span two pieces; what is left over stays waiting."""
+    def split(self, piece: _Bytes) -> list[_Bytes]:
+        """The frames `piece` completes (often none); what is left of it is held for the next piece."""
+        count = self.count(len(piece))
+        if not count:
+            self._held += piece
+            return []
+        view = memoryview(piece)
         size = self._frame_size
-        pieces, self._pieces = self._pieces, []
-        index, offset = 0, 0
-        for _ in range(count):
-            piece = pieces[index]
-            if len(piece) - offset >= size:
-                yield memoryview(piece)[offset : offset + size]
-                offset += size
-            else:
-                parts = []
-                needed = size
-                while needed:
-                    piece = pieces[index]
-                    part = memoryview(piece)[offset : offset + needed]
-                    parts.append(part)
-                    needed -= len(part)
-                    offset += len(part)
-                    if offset == len(piece):
-                        index, offset = index + 1, 0
-                yield b"".join(parts)
-            if index < len(pieces) and offset == len(pieces[index]):
-                index, offset = index + 1, 0
-        rest = [memoryview(pieces[index])[offset:], *pieces[index + 1 :]] if index < len(pieces) else []
-        self._pieces = [bytes(part) if isinstance(part, memoryview) else part for part in rest if len(part)]
-        self.waiting = sum(len(part) for part in self._pieces)
+        frames: list[_Bytes] = []
+        start = 0
+        if self._held:
+            start = size - len(self._held)
+            frames.append(self._held + view[:start])
+        while len(frames) < count:
+            frames.append(view[start : start + size])
+            start += size
+        self._held = bytearray(view[start:])
+        return frames
 
     def rest(self) -> bytes:
         """What is left once the input has ended: the final frame's bytes."""
-        return b"".join(self._pieces)
+        return bytes(self._held)
 
 
 class PieceEncryptor:
     """Encrypts a stream given in pieces of any size, in the format of :func:`encrypt_stream`, synchronously:
-    for a worker thread that carries a whole stream (AES-GCM and SHA-256 release the GIL meanwhile).
+    for a worker thread that carries a whole stream (SHA-256 releases the GIL meanwhile; for AES-GCM to release
+    it too, see :class:`EvenPieceEncryptor`).
 
     Write :meth:`header`, then what :meth:`update` returns for each piece, then :meth:`finish`. `digest`, if
     given, is updated with all of it.
@@ -411,7 +434,7 @@ class PieceEncryptor:
     def __init__(self, data_key: bytes, *, aad: bytes, digest: Hash | None = None) -> None:
         self._encryptor = StreamEncryptor(data_key, aad=aad)
         self._digest = digest or _NoDigest()
-        self._frames = _Frames(self._encryptor.encrypt_chunk, CHUNK_SIZE, self._digest, hold_back=False)
+        self._frames = _Frames(CHUNK_SIZE, hold_back=False)
 
     @property
     def waiting(self) -> int:
@@ -424,7 +447,13 @@ class PieceEncryptor:
         return header
 
     def update(self, piece: bytes | memoryview) -> bytes:
-        return self._frames.add(piece)
+        """The encrypted frames `piece` completes, joined (often empty)."""
+        frames = self._frames.split(piece)
+        if not frames:
+            return b""
+        output = b"".join([self._encryptor.encrypt_chunk(frame, final=False) for frame in frames])
+        self._digest.update(output)
+        return output
 
     def finish(self) -> bytes:
         last = self._encryptor.encrypt_chunk(self._frames.rest(), final=True)
@@ -432,19 +461,70 @@ class PieceEncryptor:
         return last
 
 
+class EvenPieceEncryptor:
+    """:class:`PieceEncryptor`'s stream, handed out in pieces of one size: `piece_frames` encrypted frames each,
+    the last piece shorter. For a worker thread that encrypts much and shares the process with other busy ones.
+
+    Every frame is encrypted straight into one reused buffer, so AES-GCM runs without holding the GIL; each full
+    buffer is hashed (also without the GIL) and copied out once, as bytes the consumer may keep. As those copies
+    all have the same size, the memory allocator can give each one the memory of one freed earlier, instead of
+    fresh pages that the kernel must fault in and zero first.
+    """
+
+    def __init__(
+        self, data_key: bytes, *, aad: bytes, digest: Hash | None = None, piece_frames: int = 16
+    ) -> None:
+        self._encryptor = StreamEncryptor(data_key, aad=aad)
+        self._digest = digest or _NoDigest()
+        self._frames = _Frames(CHUNK_SIZE, hold_back=False)
+        self._buffer = memoryview(bytearray(piece_frames * _STREAM_FRAME_SIZE))
+        self._filled = 0
+
+    def header(self) -> bytes:
+        header = self._encryptor.header()
+        self._digest.update(header)
+        return header
+
+    def update(self, piece: _Bytes) -> list[bytes]:
+        """The pieces of ciphertext that `piece` completes (often none). Nothing of `piece` is kept once this
+        returns: a caller may reuse the buffer it passed in."""
+        pieces = []
+        for frame in self._frames.split(piece):
+            end = self._filled + _STREAM_FRAME_SIZE
+            self._encryptor.encrypt_chunk_into(frame, self._buffer[self._filled : end], final=False)
+            self._filled = end
+            if end == len(self._buffer):
+                pieces.append(self._take())
+        return pieces
+
+    def finish(self) -> bytes:
+        """The last piece: the frames not handed out yet and the final one."""
+        rest = self._frames.rest()
+        # Room for the final frame (shorter than a whole one) is always left: a full buffer is taken at once.
+        end = self._filled + len(rest) + TAG_SIZE
+        self._encryptor.encrypt_chunk_into(rest, self._buffer[self._filled : end], final=True)
+        self._filled = end
+        return self._take()
+
+    def _take(self) -> bytes:
+        filled = self._buffer[: self._filled]
+        self._digest.update(filled)
+        self._filled = 0
+        return bytes(filled)
+
+
 class PieceDecryptor:
     """Decrypts a stream made by :func:`encrypt_stream`, given in pieces of any size, synchronously.
 
     :meth:`update` returns the plaintext of every chunk the piece completes, :meth:`finish` the last; it raises
     :class:`DecryptionError` as :func:`decrypt_stream` does. `digest`, if given, is updated with the plaintext.
+    :meth:`update_into` is :meth:`update` for a worker thread that reuses its buffers.
     """
 
     def __init__(self, data_key: bytes, *, aad: bytes, digest: Hash | None = None) -> None:
         self._decryptor = StreamDecryptor(data_key, aad=aad)
         self._digest = digest or _NoDigest()
-        self._frames = _Frames(
-            self._decryptor.decrypt_chunk, _STREAM_FRAME_SIZE, self._digest, hold_back=True
-        )
+        self._frames = _Frames(_STREAM_FRAME_SIZE, hold_back=True)
         self._header = b""
 
     @property
@@ -453,14 +533,35 @@ class PieceDecryptor:
         return self._frames.waiting
 
     def update(self, piece: bytes | memoryview) -> bytes:
-        if len(self._header) < StreamDecryptor.HEADER_SIZE:
-            missing = StreamDecryptor.HEADER_SIZE - len(self._header)
-            self._header += piece[:missing]
-            piece = memoryview(piece)[missing:]  # no copy of the rest
-            if len(self._header) < StreamDecryptor.HEADER_SIZE:
-                return b""
-            self._decryptor.read_header(self._header)
-        return self._frames.add(piece)
+        frames = self._frames.split(self._after_header(piece))
+        if not frames:
+            return b""
+        plaintext = b"".join([self._decryptor.decrypt_chunk(frame, final=False) for frame in frames])
+        self._digest.update(plaintext)
+        return plaintext
+
+    def plaintext_size(self, piece_size: int) -> int:
+        """How many bytes :meth:`update_into` writes for a piece of `piece_size` bytes."""
+        header_missing = StreamDecryptor.HEADER_SIZE - len(self._header)
+        return self._frames.count(max(piece_size - header_missing, 0)) * CHUNK_SIZE
+
+    def update_into(self, piece: _Bytes, buffer: _Writable) -> memoryview:
+        """:meth:`update`, writing the plaintext into `buffer` (at least :meth:`plaintext_size` bytes); returns the
+        part of `buffer` written.
+
+        AES-GCM then runs without holding the GIL, and writes to memory already in use instead of to fresh pages.
+        Nothing of `piece` is kept once this returns. If it raises, what `buffer` holds must not be used.
+        """
+        out = memoryview(buffer)
+        if len(out) < self.plaintext_size(len(piece)):
+            raise ValueError("the buffer is too small for the piece's plaintext")
+        frames = self._frames.split(self._after_header(piece))
+        for index, frame in enumerate(frames):
+            start = index * CHUNK_SIZE
+            self._decryptor.decrypt_chunk_into(frame, out[start : start + CHUNK_SIZE], final=False)
+        plaintext = out[: len(frames) * CHUNK_SIZE]
+        self._digest.update(plaintext)
+        return plaintext
 
     def finish(self) -> bytes:
         if len(self._header) < StreamDecryptor.HEADER_SIZE:
@@ -469,6 +570,17 @@ class PieceDecryptor:
         last = self._decryptor.decrypt_chunk(self._frames.rest(), final=True)
         self._digest.update(last)
         return last
+
+    def _after_header(self, piece: _Bytes) -> _Bytes:
+        """What follows the stream header in `piece`, once the header is read."""
+        if len(self._header) < StreamDecryptor.HEADER_SIZE:
+            missing = StreamDecryptor.HEADER_SIZE - len(self._header)
+            self._header += bytes(piece[:missing])
+            piece = memoryview(piece)[missing:]  # no copy of the rest
+            if len(self._header) < StreamDecryptor.HEADER_SIZE:
+                return b""
+            self._decryptor.read_header(self._header)
+        return piece
 
 
 async def encrypt_stream(

@@ -108,7 +108,8 @@ class RecordingStream:
 
 class RecordingCheck:
     """Decrypts one recording's blob piece by piece and checks it against its upload, synchronously: for a
-    worker thread that carries the whole recording (AES-GCM and SHA-256 release the GIL meanwhile).
+    worker thread that carries the whole recording (SHA-256 releases the GIL meanwhile, and so does AES-GCM in
+    `update_into`).
 
     The chunk authentication already rules out tampering by anyone without the key. The size and hash check
     also catches a blob that is authentic but not the one the row describes (another upload of the same contact
@@ -129,6 +130,17 @@ class RecordingCheck:
     def update(self, piece: bytes) -> bytes:
         """The plaintext of every chunk `piece` completes; DecryptionError if it does not authenticate."""
         plaintext = self._decryptor.update(piece)
+        self.received += len(plaintext)
+        return plaintext
+
+    def plaintext_size(self, piece_size: int) -> int:
+        """How many bytes `update_into` writes for a piece of `piece_size` bytes."""
+        return self._decryptor.plaintext_size(piece_size)
+
+    def update_into(self, piece: bytes, buffer: bytearray) -> memoryview:
+        """`update`, writing the plaintext into `buffer` (at least `plaintext_size` bytes) instead of new bytes:
+        the part of `buffer` written. For a thread that reuses its buffers (shared.crypto.PieceDecryptor)."""
+        plaintext = self._decryptor.update_into(piece, buffer)
         self.received += len(plaintext)
         return plaintext
 

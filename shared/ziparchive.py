@@ -20,7 +20,7 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from zlib_ng.zlib_ng import crc32
 
@@ -40,6 +40,8 @@ class StreamedMember(Protocol):
 
 ZipEntry = tuple[str, bytes | StreamedMember]
 """A member's name in the archive and its content."""
+
+_Piece = TypeVar("_Piece", bytes, memoryview)
 
 _LOCAL_HEADER: Final = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_HEADER: Final = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -123,7 +125,9 @@ class ZipWriter:
         self._offset += len(header)
         return header
 
-    def add_piece(self, piece: bytes) -> bytes:
+    def add_piece(self, piece: _Piece) -> _Piece:
+        """The piece itself, its CRC taken: it is written as it is. Nothing of it is kept, so a view of a buffer
+        that the caller reuses will do."""
         member = self._member
         assert member is not None, "start_member() first"
         member.crc = crc32(piece, member.crc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -17,6 +18,8 @@ from shared.crypto import (
     TAG_SIZE,
     BlindIndex,
     DecryptionError,
+    EvenPieceEncryptor,
+    PieceDecryptor,
     StreamDecryptor,
     StreamEncryptor,
     ciphertext_size,
@@ -429,3 +432,100 @@ def test_stream_encryptor_rejects_short_non_final_chunks() -> None:
         encryptor.encrypt_chunk(b"short", final=False)
     with pytest.raises(ValueError):
         encryptor.encrypt_chunk(b"x" * (CHUNK_SIZE + 1), final=True)
+
+
+# --- streams through reused buffers (update_into, EvenPieceEncryptor) ------------------------------------
+
+
+def _cut(data: bytes, sizes: Sequence[int]) -> list[bytearray]:
+    pieces, position, index = [], 0, 0
+    while position < len(data):
+        size = sizes[index % len(sizes)]
+        pieces.append(bytearray(data[position : position + size]))
+        position, index = position + size, index + 1
+    return pieces
+
+
+def _decrypt_into(ciphertext: bytes, sizes: Sequence[int]) -> tuple[bytes, str]:
+    """The plaintext and its SHA-256, decrypted through one buffer that is scribbled over after every piece, as
+    are the pieces themselves: neither may be read again once update_into has returned."""
+    digest = hashlib.sha256()
+    decryptor = PieceDecryptor(KEY, aad=AAD, digest=digest)
+    buffer = bytearray(FRAME)
+    plaintext = []
+    for piece in _cut(ciphertext, sizes):
+        if len(buffer) < decryptor.plaintext_size(len(piece)):
+            buffer = bytearray(decryptor.plaintext_size(len(piece)))
+        plaintext.append(bytes(decryptor.update_into(piece, buffer)))
+        buffer[:] = b"\xff" * len(buffer)
+        piece[:] = b"\xff" * len(piece)
+    plaintext.append(decryptor.finish())
+    return b"".join(plaintext), digest.hexdigest()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(min_value=0, max_value=3 * CHUNK_SIZE + 10),
+    seed=st.integers(min_value=0, max_value=2**32),
+    sizes=st.lists(st.integers(min_value=0, max_value=3 * CHUNK_SIZE), min_size=1, max_size=5),
+)
+async def test_update_into_decrypts_like_decrypt_stream(size: int, seed: int, sizes: list[int]) -> None:
+    data = random.Random(seed).randbytes(size)
+    ciphertext = await _encrypt(data, sizes=(5000,))
+    assert _decrypt_into(ciphertext, [*sizes, 1]) == (data, hashlib.sha256(data).hexdigest())
+
+
+def test_update_into_wants_room_for_the_plaintext() -> None:
+    decryptor = PieceDecryptor(KEY, aad=AAD)
+    assert decryptor.plaintext_size(HEADER + FRAME) == 0  # the only frame might be the final one
+    assert decryptor.plaintext_size(HEADER + 2 * FRAME) == CHUNK_SIZE
+    with pytest.raises(ValueError):
+        decryptor.update_into(bytes(HEADER + 2 * FRAME), bytearray(CHUNK_SIZE - 1))
+
+
+async def test_update_into_rejects_tampering_and_leaves_nothing_unauthenticated() -> None:
+    data = os.urandom(3 * CHUNK_SIZE)
+    ciphertext = _flip(await _encrypt(data), (HEADER + FRAME + 100) * 8)  # in the second chunk
+    decryptor = PieceDecryptor(KEY, aad=AAD)
+    buffer = bytearray(3 * CHUNK_SIZE)
+    with pytest.raises(DecryptionError):
+        decryptor.update_into(ciphertext, buffer)
+    # AES-GCM wrote the second chunk's plaintext before it checked the tag: it must not stay in the buffer.
+    assert buffer[CHUNK_SIZE : 2 * CHUNK_SIZE] == bytes(CHUNK_SIZE)
+
+
+def test_decrypt_chunk_into_zeroes_its_output_on_failure() -> None:
+    encryptor = StreamEncryptor(KEY, aad=AAD)
+    chunk = encryptor.encrypt_chunk(SECRET, final=True)
+    decryptor = StreamDecryptor(KEY, aad=AAD + b"x")
+    decryptor.read_header(encryptor.header())
+    out = bytearray(len(SECRET))
+    with pytest.raises(DecryptionError):
+        decryptor.decrypt_chunk_into(chunk, out, final=True)
+    assert out == bytes(len(SECRET))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    size=st.integers(min_value=0, max_value=5 * CHUNK_SIZE + 10),
+    seed=st.integers(min_value=0, max_value=2**32),
+    sizes=st.lists(st.integers(min_value=0, max_value=3 * CHUNK_SIZE), min_size=1, max_size=5),
+    piece_frames=st.integers(min_value=1, max_value=3),
+)
+async def test_even_pieces_are_the_stream_in_pieces_of_one_size(
+    size: int, seed: int, sizes: list[int], piece_frames: int
+) -> None:
+    data = random.Random(seed).randbytes(size)
+    digest = hashlib.sha256()
+    encryptor = EvenPieceEncryptor(KEY, aad=AAD, digest=digest, piece_frames=piece_frames)
+    pieces = [encryptor.header()]
+    for piece in _cut(data, [*sizes, 1]):
+        pieces += encryptor.update(piece)
+        piece[:] = b"\xff" * len(piece)  # nothing of the input may be kept
+    pieces.append(encryptor.finish())
+    assert all(len(piece) == piece_frames * FRAME for piece in pieces[1:-1])
+    assert 0 < len(pieces[-1]) <= piece_frames * FRAME
+    ciphertext = b"".join(pieces)
+    assert len(ciphertext) == ciphertext_size(size)
+    assert digest.hexdigest() == hashlib.sha256(ciphertext).hexdigest()
+    assert await _decrypt(ciphertext) == data

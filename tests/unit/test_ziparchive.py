@@ -103,6 +103,21 @@ async def test_a_streamed_members_pieces_pass_through_uncopied() -> None:
     assert len(passed) == len(audio.pieces)
 
 
+def test_a_piece_may_be_a_view_of_a_buffer_that_is_reused() -> None:
+    # The export packer zips audio it decrypted into a few buffers it reuses: the writer keeps nothing of a piece.
+    audio = os.urandom(300_000)
+    writer = ziparchive.ZipWriter(modified=MODIFIED)
+    parts = [writer.start_member("recordings/a.wav", len(audio))]
+    buffer = bytearray(100_000)
+    for start in range(0, len(audio), len(buffer)):
+        buffer[:] = audio[start : start + len(buffer)]
+        view = memoryview(buffer)
+        assert writer.add_piece(view) is view
+        parts.append(bytes(view))  # written out before the buffer is filled again
+    parts += [writer.end_member(), writer.finish()]
+    assert contents(b"".join(parts)) == {"recordings/a.wav": audio}
+
+
 async def test_a_member_shorter_than_announced_leaves_the_archive_unfinished() -> None:
     class Short(Member):
         @property
