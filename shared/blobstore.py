@@ -15,6 +15,9 @@ Both implementations share one contract (`BlobStore`):
 before any byte is produced. A consumer that stops early should close it (``contextlib.aclosing``) so the file
 handle or HTTP connection is released promptly rather than at garbage collection.
 
+`FileBlobStore.open_file` also opens an object for a worker thread that reads it synchronously into buffers of
+its own (the research loan's packer); other stores are read through `open_stream`.
+
 `create_blob_store` builds the store named by the BLOB_STORE_URL setting.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import hmac
 import os
@@ -31,6 +35,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from io import BufferedReader
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit
@@ -209,6 +214,17 @@ class FileBlobStore:
     def open_stream(self, key: str) -> AsyncIterator[bytes]:
         return self._read(key, self._path(key))
 
+    def open_file(self, key: str) -> BufferedReader:
+        """The object opened for reading, for a worker thread (this blocks); BlobNotFound if it does not exist.
+
+        A thread that reads into a reused buffer (`readinto`) spares a fresh piece of memory and a trip through
+        the event loop per read, which is most of what reading costs beside decrypting the same bytes.
+        """
+        try:
+            return _open_for_read(self._path(key))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise BlobNotFound(key) from None
+
     async def _read(self, key: str, path: Path) -> AsyncIterator[bytes]:
         try:
             handle = await asyncio.to_thread(_open_for_read, path)
@@ -259,6 +275,34 @@ def _open_temp(final: Path) -> tuple[BinaryIO, Path]:
 def _write_all(handle: BinaryIO, chunks: Sequence[bytes]) -> None:
     for chunk in chunks:
         handle.write(chunk)
+    handle.flush()
+    _start_writeback(handle.fileno())
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing what is written so far to disk, without waiting for it.
+
+    The fsync before the rename must otherwise wait for every page of the object at once: for a large object
+    (a research loan's package of 100 MB) that wait was a sixth of the whole write. Started as the object
+    grows, the disk works while the producer makes the next pieces, and fsync finds little left to do. Only a
+    hint: fsync still decides durability, so an error here is ignored.
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _commit(handle: BinaryIO, chunks: Sequence[bytes], temp: Path, final: Path) -> None:
@@ -284,7 +328,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _open_for_read(path: Path) -> BinaryIO:
+def _open_for_read(path: Path) -> BufferedReader:
     return path.open("rb")
 
 

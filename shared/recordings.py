@@ -16,12 +16,13 @@ import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
+from io import BufferedReader
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.blobstore import BlobStore
+from shared.blobstore import BlobStore, FileBlobStore
 from shared.crypto import OFFLOAD_BYTES, PieceDecryptor
 from shared.keystore import KeyStore
 from shared.policy import ArtifactClass
@@ -66,6 +67,9 @@ class RecordingStream:
     ciphertext: AsyncIterator[bytes] = field(repr=False)
     """The blob as stored, for a reader that decrypts in a thread of its own with `check()` instead of
     iterating the stream. Read it or the stream, not both."""
+    open_file: Callable[[], BufferedReader] | None = field(default=None, repr=False)
+    """Opens the blob as stored for that thread to read itself (blocking), where the blob store is local; None
+    for a store that can only be read through `ciphertext`."""
     _check: Callable[[], RecordingCheck] = field(repr=False)
 
     @classmethod
@@ -84,6 +88,7 @@ class RecordingStream:
         """The recording stored at `blob_key`, encrypted under `data_key` with `aad` as ingest stores it."""
         check = partial(RecordingCheck, data_key, aad=aad, size_bytes=size_bytes, sha256=sha256)
         ciphertext = blobs.open_stream(blob_key)
+        open_file = partial(blobs.open_file, blob_key) if isinstance(blobs, FileBlobStore) else None
         return cls(
             content_type=content_type,
             size_bytes=size_bytes,
@@ -91,6 +96,7 @@ class RecordingStream:
             duration_ms=duration_ms,
             chunks=_plaintext(ciphertext, check()),
             ciphertext=ciphertext,
+            open_file=open_file,
             _check=check,
         )
 
@@ -137,7 +143,7 @@ class RecordingCheck:
         """How many bytes `update_into` writes for a piece of `piece_size` bytes."""
         return self._decryptor.plaintext_size(piece_size)
 
-    def update_into(self, piece: bytes, buffer: bytearray) -> memoryview:
+    def update_into(self, piece: bytes | memoryview, buffer: bytearray) -> memoryview:
         """`update`, writing the plaintext into `buffer` (at least `plaintext_size` bytes) instead of new bytes:
         the part of `buffer` written. For a thread that reuses its buffers (shared.crypto.PieceDecryptor)."""
         plaintext = self._decryptor.update_into(piece, buffer)

@@ -9,8 +9,9 @@ threads side by side:
   shared.ziparchive.ZipWriter);
 - the *package* lane encrypts and hashes the ZIP (shared.crypto.EvenPieceEncryptor).
 
-The event loop reads each recording's blob into the first lane and takes the second lane's ciphertext to the
-blob store; both stores stay async, so this works for the file store and S3 alike.
+The recording lane reads each recording's blob itself where the blob store is local (the file store), into
+one reused buffer; from any other store (S3) the event loop reads the blob and hands the lane its pieces. The
+event loop takes the package lane's ciphertext to the blob store, whichever store it is.
 
 Two threads only beat one on two cores if they keep out of each other's way, and every hand-over between
 threads costs a wake-up that is dear in a virtual machine (bench.export measures it against a plain copy):
@@ -32,9 +33,10 @@ and is raised to the caller; nothing is left running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Generator, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
@@ -120,19 +122,21 @@ async def pack(
         for name, recording in members:
             check = recording.check()
             before.append(writer.start_member(name, recording.size_bytes))
-            while (piece := ciphertexts.get()) is not _END_OF_MEMBER:
-                assert isinstance(piece, bytes)
-                buffer = free.get()
-                assert isinstance(buffer, bytearray)
-                needed = check.plaintext_size(len(piece))
-                if len(buffer) < needed:  # from a store that reads larger pieces than the file store
-                    buffer = bytearray(needed)
-                audio = check.update_into(piece, buffer)
-                if audio:
-                    zipped.put(_Zipped(before, writer.add_piece(audio), buffer))
-                    before = []
-                else:
-                    free.put(buffer)
+            with contextlib.closing(
+                _ciphertext_of(recording)
+            ) as ciphertext:  # the blob's file closed at once
+                for piece in ciphertext:
+                    buffer = free.get()
+                    assert isinstance(buffer, bytearray)
+                    needed = check.plaintext_size(len(piece))
+                    if len(buffer) < needed:  # from a store that reads larger pieces than the file store
+                        buffer = bytearray(needed)
+                    audio = check.update_into(piece, buffer)
+                    if audio:
+                        zipped.put(_Zipped(before, writer.add_piece(audio), buffer))
+                        before = []
+                    else:
+                        free.put(buffer)
             last = check.finish()
             if last:
                 before.append(writer.add_piece(last))
@@ -140,6 +144,19 @@ async def pack(
         before.append(writer.finish())
         zipped.put(_Zipped(before, None, None))
         zipped.put(_END)
+
+    def _ciphertext_of(recording: RecordingStream) -> Generator[bytes | memoryview, None, None]:
+        if recording.open_file is None:  # read_blobs hands its pieces over
+            while (piece := ciphertexts.get()) is not _END_OF_MEMBER:
+                assert isinstance(piece, bytes)
+                yield piece
+            return
+        read_buffer = bytearray(READ_CHUNK_SIZE)  # each piece is decrypted before the next is read
+        with recording.open_file() as blob:
+            while read := blob.readinto(read_buffer):
+                if abandoned.is_set():
+                    raise _Abandoned
+                yield memoryview(read_buffer)[:read]
 
     def package_lane() -> None:
         encryptor = EvenPieceEncryptor(package_key, aad=aad, digest=digest, piece_frames=_PIECE_FRAMES)
@@ -159,6 +176,8 @@ async def pack(
 
     async def read_blobs() -> None:
         for _, recording in members:
+            if recording.open_file is not None:  # the recording lane reads it
+                continue
             async for piece in recording.ciphertext:
                 await ciphertexts.aput(piece)
             await ciphertexts.aput(_END_OF_MEMBER)

@@ -222,6 +222,8 @@ async def test_file_round_trip_of_uneven_multi_chunk_stream(file_store: FileBlob
     assert content == data
     assert max(sizes) == READ_CHUNK_SIZE and len(sizes) == len(data) // READ_CHUNK_SIZE
     assert all_files(file_store.root) == [file_store.root / "recordings" / "ab" / "abcdef0123456789.bin"]
+    with file_store.open_file(key) as opened:  # as a worker thread reads it
+        assert opened.read() == data
 
 
 async def test_file_empty_object_and_overwrite(file_store: FileBlobStore) -> None:
@@ -313,6 +315,9 @@ async def test_file_missing_object_raises_blob_not_found(file_store: FileBlobSto
     await file_store.put_stream("f.bin", stream([b"1"]))
     with pytest.raises(BlobNotFound):  # a path through a file
         await read_all(file_store, "f.bin/child")
+    for missing in ("recordings/zz/missing.bin", "f.bin/child", "recordings"):
+        with pytest.raises(BlobNotFound):
+            file_store.open_file(missing)
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)

@@ -5,6 +5,7 @@ with or not the upload stops the package with that error; and a consumer that gi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import os
@@ -112,6 +113,7 @@ async def test_blob_pieces_of_any_size_make_the_same_package(store: FileBlobStor
             duration_ms=None,
             chunks=ciphertext(),
             ciphertext=ciphertext(),
+            open_file=None,  # read through the event loop, as from S3
             _check=partial(RecordingCheck, key, aad=aad, size_bytes=len(audio), sha256=sha256),
         )
 
@@ -125,6 +127,27 @@ async def test_blob_pieces_of_any_size_make_the_same_package(store: FileBlobStor
     with zipfile.ZipFile(io.BytesIO(opened)) as archive:
         assert archive.testzip() is None
         assert [archive.read(name) for name in ("a.wav", "b.wav", "c.wav")] == [audio] * 3
+
+
+async def test_recordings_read_in_the_lane_and_through_the_event_loop_keep_their_order(
+    store: FileBlobStore,
+) -> None:
+    # The file store's blobs are read by the recording lane itself; a store that can only stream (S3) hands its
+    # pieces over from the event loop. One package may hold both, in the members' order.
+    audios = [os.urandom(size) for size in (2_200_000, 10, 1_300_000, 0)]
+    members = []
+    for number, audio in enumerate(audios):
+        member = recording(store, *await stored(store, audio), audio)
+        assert member.open_file is not None
+        if number % 2:
+            member = dataclasses.replace(member, open_file=None)
+        members.append((f"{number}.wav", member))
+    package_key = os.urandom(32)
+    package = await packed(members, package_key, hashlib.sha256())
+    opened = b"".join([piece async for piece in decrypt_stream(package_key, pieces(package), aad=AAD)])
+    with zipfile.ZipFile(io.BytesIO(opened)) as archive:
+        assert archive.testzip() is None
+        assert [archive.read(f"{n}.wav") for n in range(len(audios))] == audios
 
 
 async def test_a_tampered_recording_stops_the_package(store: FileBlobStore) -> None:
