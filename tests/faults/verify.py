@@ -107,20 +107,6 @@ async def settled(dsn: str, ledger: Ledger, *, attempts: int = 360, pause: float
         await connection.close()
 
 
-async def consumer_lag(reader: AIOKafkaConsumer, topic: str) -> int:
-    """Messages of `topic` that `reader`'s consumer group has not committed yet, over all partitions."""
-    partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-    if not partitions:
-        await reader.topics()  # fetches the metadata for the next call
-        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-    ends = await reader.end_offsets(partitions)
-    lag = 0
-    for tp in partitions:
-        committed = await reader.committed(tp)
-        lag += ends[tp] - (committed or 0)
-    return lag
-
-
 _NOTHING = hashlib.sha256(b"").hexdigest()
 """The digest a certificate carries when the key was destroyed before any row was stored under it."""
 
