@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from sqlalchemy import select
 
 from services.ingest.app import create_app as create_ingest
@@ -51,6 +52,26 @@ class Env:
     @property
     def sessionmaker(self) -> Any:
         return self.retention_app.state.runtime.sessionmaker
+
+
+def module_env(data_name: str, clock_at: datetime) -> Any:
+    """A module-scoped `env` fixture: `env = module_env("retention-data", CALL_AT)` in a test module gives its
+    tests one retention_env, its data under a temporary directory named `data_name`."""
+
+    @pytest.fixture(scope="module")
+    async def env(
+        infrastructure: Infrastructure,
+        settings: Settings,
+        token_for: Any,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> AsyncIterator[Env]:
+        data_dir = tmp_path_factory.mktemp(data_name)
+        async with retention_env(
+            infrastructure, settings, token_for, data_dir, clock_at=clock_at
+        ) as environment:
+            yield environment
+
+    return env
 
 
 @asynccontextmanager

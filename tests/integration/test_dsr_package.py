@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -32,15 +31,13 @@ from shared.auth import Role
 from shared.blobstore import BlobStore, create_blob_store
 from shared.crypto import DecryptionError, ciphertext_size
 from shared.keystore import DataKey, KeyStore
-from shared.settings import Settings
-from tests.conftest import Infrastructure
 from tests.integration.conftest import new_id, wav_bytes
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
+    module_env,
     post_events,
-    retention_env,
     wait_until_stored,
 )
 
@@ -53,16 +50,7 @@ REGISTER = "prh-customer-service"
 CASE = "DSR-2026-0042"
 
 
-@pytest.fixture(scope="module")
-async def env(
-    infrastructure: Infrastructure,
-    settings: Settings,
-    token_for: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Env]:
-    data_dir = tmp_path_factory.mktemp("dsr-package-data")
-    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=AT) as environment:
-        yield environment
+env = module_env("dsr-package-data", AT)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,16 +37,14 @@ from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
 from shared.keystore import DataKey
 from shared.policy import load_policies
 from shared.records import sealed_aad
-from shared.settings import Settings
-from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
+    module_env,
     post_events,
     read_contact,
-    retention_env,
     wait_for_schedule,
     wait_until_stored,
 )
@@ -58,16 +55,7 @@ HELSINKI = ZoneInfo("Europe/Helsinki")
 CALL_AT = datetime(2026, 3, 2, 11, 15, tzinfo=HELSINKI)
 
 
-@pytest.fixture(scope="module")
-async def env(
-    infrastructure: Infrastructure,
-    settings: Settings,
-    token_for: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Env]:
-    data_dir = tmp_path_factory.mktemp("retention-data")
-    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=CALL_AT) as environment:
-        yield environment
+env = module_env("retention-data", CALL_AT)
 
 
 async def test_a_prh_call_and_chatbot_follow_the_policy_to_the_day(env: Env) -> None:

@@ -13,7 +13,7 @@ the holds read the FrozenClock the test moves.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,14 @@ from services.retention.models import Certificate, ScheduleItem
 from shared.auth import Role
 from shared.keystore import DataKey
 from shared.records import SubjectIndex
-from shared.settings import Settings
-from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, wav_bytes
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
+    module_env,
     post_events,
     read_contact,
-    retention_env,
     wait_until_stored,
 )
 
@@ -51,18 +49,7 @@ def at(year: int, month: int, day: int, hour: int, minute: int, second: int = 0)
     return datetime(year, month, day, hour, minute, second, tzinfo=HELSINKI)
 
 
-@pytest.fixture(scope="module")
-async def env(
-    infrastructure: Infrastructure,
-    settings: Settings,
-    token_for: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Env]:
-    data_dir = tmp_path_factory.mktemp("retention-registers")
-    async with retention_env(
-        infrastructure, settings, token_for, data_dir, clock_at=at(2025, 1, 1, 0, 0)
-    ) as environment:
-        yield environment
+env = module_env("retention-registers", at(2025, 1, 1, 0, 0))
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,15 +21,13 @@ from sqlalchemy import select, text
 from services.retention.models import Certificate
 from shared.events import CONTACT_EVENTS_TOPIC
 from shared.kafka import DLQ_SUFFIX, ConsumerLoop
-from shared.settings import Settings
-from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic
 from tests.integration.retention_env import (
     Env,
     contact_ref_of,
     make_event,
+    module_env,
     post_events,
-    retention_env,
     wait_for_schedule,
 )
 
@@ -40,16 +37,7 @@ CALL_AT = datetime(2026, 3, 2, 11, 15, tzinfo=ZoneInfo("Europe/Helsinki"))
 REGISTER = "prh-customer-service"
 
 
-@pytest.fixture(scope="module")
-async def env(
-    infrastructure: Infrastructure,
-    settings: Settings,
-    token_for: Any,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Env]:
-    data_dir = tmp_path_factory.mktemp("retention-resend-data")
-    async with retention_env(infrastructure, settings, token_for, data_dir, clock_at=CALL_AT) as environment:
-        yield environment
+env = module_env("retention-resend-data", CALL_AT)
 
 
 async def test_an_event_resent_after_its_contact_was_shredded_is_shredded_again(env: Env) -> None:
