@@ -109,6 +109,8 @@ async def pack(
     free = _Channel(_BUFFERS, loop, abandoned)
     for _ in range(_BUFFERS):
         free.put(bytearray(_BUFFER_SIZE))
+    # The recording lane's, for blobs it reads itself: each piece is decrypted before the next is read.
+    read_buffer = bytearray(READ_CHUNK_SIZE)
 
     def give_up() -> None:
         # On the loop. Every stage waiting on a channel wakes up, sees this and stops.
@@ -122,9 +124,8 @@ async def pack(
         for name, recording in members:
             check = recording.check()
             before.append(writer.start_member(name, recording.size_bytes))
-            with contextlib.closing(
-                _ciphertext_of(recording)
-            ) as ciphertext:  # the blob's file closed at once
+            # Closed at once if a piece fails, so the blob's file is not left open until the error is dropped.
+            with contextlib.closing(_ciphertext_of(recording)) as ciphertext:
                 for piece in ciphertext:
                     buffer = free.get()
                     assert isinstance(buffer, bytearray)
@@ -151,7 +152,6 @@ async def pack(
                 assert isinstance(piece, bytes)
                 yield piece
             return
-        read_buffer = bytearray(READ_CHUNK_SIZE)  # each piece is decrypted before the next is read
         with recording.open_file() as blob:
             while read := blob.readinto(read_buffer):
                 if abandoned.is_set():
