@@ -678,10 +678,14 @@ async def _record_store_lag(cluster: Cluster, ledger: Ledger, client: httpx.Asyn
 
 
 async def _deletion_lag(dsn: str) -> float:
+    """Seconds the longest-waiting due item has waited since it was both due and scheduled. The stream's old
+    calls arrive years past their due time; counting from that would measure their age, not the sweeper. The
+    scheduler writes a contact's items anew on each of its events, so `updated_at` is when the item's current
+    due time was set."""
     connection = await asyncpg.connect(dsn)
     try:
         lag = await connection.fetchval(
-            "SELECT extract(epoch FROM now() - min(due_at)) FROM retention.schedule "
+            "SELECT extract(epoch FROM now() - min(greatest(due_at, updated_at))) FROM retention.schedule "
             "WHERE state = 'scheduled' AND due_at <= now()"
         )
         return float(lag or 0.0)
