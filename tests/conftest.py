@@ -7,6 +7,8 @@ ports in a temporary directory. Each test session gets its own database and topi
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -76,6 +78,27 @@ def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE `name` WITH (FORCE) on the server at `server_url`, tried again for a few seconds while it is
+    refused: PostgreSQL will not terminate a session that is still starting up (its role is not known yet, so
+    InsufficientPrivilegeError), and a service stopping beside the test may have just opened one."""
+    admin = await asyncpg.connect(plain_dsn(server_url))
+    try:
+        for attempt in itertools.count(1):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                if attempt == _DROP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+_DROP_ATTEMPTS = 50
+
+
 @pytest.fixture(scope="session")
 async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
     """A database of this test session's own, created fresh and dropped at the end."""
@@ -85,9 +108,7 @@ async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
     await admin.close()
     base, _, _ = infrastructure.database_url.rpartition("/")
     yield f"{base}/{name}"
-    admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(infrastructure.database_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from shared.clock import FrozenClock
 from shared.db import upgrade_async
 from shared.events import example_event
 from shared.settings import Settings
-from tests.conftest import Infrastructure, plain_dsn
+from tests.conftest import Infrastructure, drop_database, plain_dsn
 from tests.integration.conftest import eventually, new_id
 
 
@@ -116,9 +116,7 @@ async def retention_env(
             }
             yield Env(env_settings, client, ingest_app, retention_app, clock, headers)
     finally:
-        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(infrastructure.database_url, name)
 
 
 def make_event(event_type: str, contact_id: str, at: datetime, **data: Any) -> dict[str, Any]:

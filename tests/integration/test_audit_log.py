@@ -60,7 +60,7 @@ from shared.crypto import BlindIndex
 from shared.db import create_engine, create_sessionmaker, transaction, upgrade_async
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.conftest import Infrastructure, plain_dsn
+from tests.conftest import Infrastructure, drop_database, plain_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -131,9 +131,7 @@ async def audit_env(
         yield AuditEnv(env_settings, create_sessionmaker(engine), plain_dsn(env_settings.database_url))
     finally:
         await engine.dispose()
-        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(infrastructure.database_url, name)
 
 
 async def poll(check: Callable[[], Awaitable[Any]], *, attempts: int = 1200, pause: float = 0.05) -> Any:

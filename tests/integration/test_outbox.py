@@ -22,7 +22,7 @@ from shared.domain_events import DomainEvent, HoldChangedData, parse_domain_even
 from shared.kafka import create_producer
 from shared.outbox import OutboxEvent, OutboxRelay, enqueue, envelope
 from shared.settings import Settings
-from tests.conftest import Infrastructure, plain_dsn
+from tests.conftest import Infrastructure, drop_database, plain_dsn
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -48,9 +48,7 @@ async def outbox_settings(infrastructure: Infrastructure, settings: Settings) ->
     try:
         yield own
     finally:
-        admin = await asyncpg.connect(plain_dsn(infrastructure.database_url))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(infrastructure.database_url, name)
 
 
 def _hold_event(number: int) -> DomainEvent:
