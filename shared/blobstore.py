@@ -199,7 +199,7 @@ class FileBlobStore:
                 batch_size += len(data)
                 total += len(data)
                 if batch_size >= _FILE_WRITE_BATCH:
-                    await _in_thread(_write_all, handle, batch)
+                    await _in_thread(_write_batch, handle, batch)
                     batch = []
                     batch_size = 0
             await _in_thread(_commit, handle, batch, temp, final)
@@ -275,6 +275,11 @@ def _open_temp(final: Path) -> tuple[BinaryIO, Path]:
 def _write_all(handle: BinaryIO, chunks: Sequence[bytes]) -> None:
     for chunk in chunks:
         handle.write(chunk)
+
+
+def _write_batch(handle: BinaryIO, chunks: Sequence[bytes]) -> None:
+    """A batch of a growing object: written, and its writeback started (the last batch is fsynced instead)."""
+    _write_all(handle, chunks)
     handle.flush()
     _start_writeback(handle.fileno())
 

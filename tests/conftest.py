@@ -78,6 +78,10 @@ def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+_DROP_ATTEMPTS = 50
+"""Tries of drop_database, 0.1 s apart."""
+
+
 async def drop_database(server_url: str, name: str) -> None:
     """DROP DATABASE `name` WITH (FORCE) on the server at `server_url`, tried again for a few seconds while it is
     refused: PostgreSQL will not terminate a session that is still starting up (its role is not known yet, so
@@ -94,9 +98,6 @@ async def drop_database(server_url: str, name: str) -> None:
                 await asyncio.sleep(0.1)
     finally:
         await admin.close()
-
-
-_DROP_ATTEMPTS = 50
 
 
 @pytest.fixture(scope="session")

@@ -125,7 +125,7 @@ async def pack(
             check = recording.check()
             before.append(writer.start_member(name, recording.size_bytes))
             # Closed at once if a piece fails, so the blob's file is not left open until the error is dropped.
-            with contextlib.closing(_ciphertext_of(recording)) as ciphertext:
+            with contextlib.closing(ciphertext_of(recording)) as ciphertext:
                 for piece in ciphertext:
                     buffer = free.get()
                     assert isinstance(buffer, bytearray)
@@ -146,7 +146,7 @@ async def pack(
         zipped.put(_Zipped(before, None, None))
         zipped.put(_END)
 
-    def _ciphertext_of(recording: RecordingStream) -> Generator[bytes | memoryview, None, None]:
+    def ciphertext_of(recording: RecordingStream) -> Generator[bytes | memoryview, None, None]:
         if recording.open_file is None:  # read_blobs hands its pieces over
             while (piece := ciphertexts.get()) is not _END_OF_MEMBER:
                 assert isinstance(piece, bytes)
