@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every Sailo service: `docker run sailo python -m services.<ingest|retention|dsr|export>`,
-# migrations with `python -m shared.db upgrade`. Used by docker-compose.yml.
+# migrations with `python -m shared.platform.db upgrade`. Used by docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -76,18 +76,18 @@ from services.dsr.service import (
 )
 from services.ingest.intake import IntakeService
 from services.ingest.recordings import RecordingService
-from shared.auditlog import actor_ref
-from shared.blobstore import BlobStore, create_blob_store
-from shared.clock import FrozenClock
-from shared.crypto import BlindIndex, generate_data_key
-from shared.db import create_engine, create_sessionmaker
-from shared.events import SealedContactEvent, example_event
-from shared.identifiers import normalise_phone
-from shared.keystore import KeyStore
-from shared.logging import configure_logging
-from shared.policy import ArtifactClass, PolicyVersion, RightName
-from shared.records import Contact, RecordStore
-from shared.settings import Settings
+from shared.audit.log import actor_ref
+from shared.contracts.events import SealedContactEvent, example_event
+from shared.contracts.identifiers import normalise_phone
+from shared.platform.clock import FrozenClock
+from shared.platform.db import create_engine, create_sessionmaker
+from shared.platform.logging import configure_logging
+from shared.platform.settings import Settings
+from shared.policy.registry import ArtifactClass, PolicyVersion, RightName
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Contact, RecordStore
+from shared.security.crypto import BlindIndex, generate_data_key
+from shared.storage.blobstore import BlobStore, create_blob_store
 
 FULL_CONTACTS = 1_000_000
 

@@ -56,15 +56,15 @@ from services.export.models import Loan, LoanItem
 from services.export.package import BuiltPackage, build_loan_package, recording_file, unpack_package
 from services.ingest.intake import IntakeService
 from services.ingest.recordings import RecordingService
-from shared.blobstore import FileBlobStore
-from shared.clock import FrozenClock
-from shared.crypto import BlindIndex, generate_data_key
-from shared.db import create_engine, create_sessionmaker
-from shared.events import example_event
-from shared.keystore import KeyStore
-from shared.logging import configure_logging
-from shared.records import Artifact, Contact, RecordStore
-from shared.settings import Settings
+from shared.contracts.events import example_event
+from shared.platform.clock import FrozenClock
+from shared.platform.db import create_engine, create_sessionmaker
+from shared.platform.logging import configure_logging
+from shared.platform.settings import Settings
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Artifact, Contact, RecordStore
+from shared.security.crypto import BlindIndex, generate_data_key
+from shared.storage.blobstore import FileBlobStore
 
 MB = 1_000_000
 INSTITUTE = "puhelab"

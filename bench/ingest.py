@@ -28,8 +28,8 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.auth import Role, generate_signing_key, mint_token
-from shared.events import example_event
+from shared.contracts.events import example_event
+from shared.security.auth import Role, generate_signing_key, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))

@@ -46,13 +46,13 @@ import asyncpg
 
 from bench.scratch import scratch_postgres
 from services.retention.sweeper import Sweeper, SweepResult
-from shared.blobstore import create_blob_store
-from shared.clock import FrozenClock
-from shared.db import create_engine, create_sessionmaker, upgrade_async
-from shared.keystore import KeyStore
-from shared.logging import configure_logging
-from shared.policy import load_policies
-from shared.settings import Settings
+from shared.platform.clock import FrozenClock
+from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
+from shared.platform.logging import configure_logging
+from shared.platform.settings import Settings
+from shared.policy.registry import load_policies
+from shared.recordstore.keystore import KeyStore
+from shared.storage.blobstore import create_blob_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

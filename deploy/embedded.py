@@ -77,7 +77,7 @@ HOST = "127.0.0.1"
 DEFAULT_PG_PORT = 55432
 DEFAULT_KAFKA_PORT = 59092
 RECORD_RULE_ROLES = ("sailo_agent", "sailo_institute")
-"""Database roles whose row-level security enforces the record rules; see shared/access.py."""
+"""Database roles whose row-level security enforces the record rules; see shared/security/access.py."""
 
 # How a user changes the ports; the CLI passes its own wording when it differs.
 PG_PORT_OPTION = "--pg-port (EmbeddedStack(pg_port=...))"
@@ -980,7 +980,7 @@ class EmbeddedStack:
                 self.postgres._stop_locked()
 
     def environment(self) -> dict[str, str]:
-        """The settings (shared.settings.Settings names) that point a Sailo process at this stack."""
+        """The settings (shared.platform.settings.Settings names) that point a Sailo process at this stack."""
         return {
             "DATABASE_URL": self.postgres.url,
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,

@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.auth import Role, generate_signing_key, mint_token
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.security.auth import Role, generate_signing_key, mint_token
 
 
 @dataclass

@@ -33,10 +33,10 @@ from services.dsr.service import (
     require_verified,
     restrict,
 )
-from shared.blobstore import BlobStore
-from shared.crypto import BlindIndex, generate_data_key, wrap_data_key
-from shared.keystore import KeyStore
-from shared.policy import PolicyRegistry, PolicyVersion, RightName
+from shared.policy.registry import PolicyRegistry, PolicyVersion, RightName
+from shared.recordstore.keystore import KeyStore
+from shared.security.crypto import BlindIndex, generate_data_key, wrap_data_key
+from shared.storage.blobstore import BlobStore
 
 ANSWERABLE: Final = ("in_progress", "extended", "awaiting_requester")
 

@@ -1,7 +1,7 @@
 """DSR's HTTP routes: a caseworker's queue of data-subject requests and every step of one.
 
 Routes parse, call services.dsr.service / answers, and commit: a step, its audit entry and its event are one
-transaction. Who may call each route is in shared/authorization.yaml.
+transaction. Who may call each route is in shared/security/authorization.yaml.
 """
 
 from __future__ import annotations
@@ -43,20 +43,20 @@ from services.dsr.schemas import (
     StatusChange,
     StepWithLetter,
 )
-from shared.access import authorize
-from shared.audit import Action
-from shared.auditlog import actor_ref, record, record_not_found
-from shared.auth import Principal
-from shared.blobstore import BlobStore
-from shared.crypto import BlindIndex, unwrap_data_key
-from shared.http import (
+from shared.audit.chain import Action
+from shared.audit.log import actor_ref, record, record_not_found
+from shared.platform.http import (
     ApiError,
     json_body,
     json_body_openapi,
     problem_responses,
 )
-from shared.policy import PolicyRegistry, RightName
-from shared.runtime import runtime
+from shared.platform.runtime import runtime
+from shared.policy.registry import PolicyRegistry, RightName
+from shared.security.access import authorize
+from shared.security.auth import Principal
+from shared.security.crypto import BlindIndex, unwrap_data_key
+from shared.storage.blobstore import BlobStore
 
 SERVICE = "dsr"
 router = APIRouter(prefix="/v1", tags=["requests"])

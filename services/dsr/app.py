@@ -15,15 +15,15 @@ from fastapi import FastAPI
 from services.dsr.api import router
 from services.dsr.disclosures import GROUP, DisclosureHandler
 from services.dsr.watch import DeadlineWatch
-from shared.blobstore import create_blob_store
-from shared.clock import Clock
-from shared.crypto import BlindIndex
-from shared.domain_events import EXPORT_EVENTS_TOPIC
-from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.runtime import Runtime, create_service_app
-from shared.settings import Settings
+from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.platform.clock import Clock
+from shared.platform.logging import get_logger
+from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.settings import Settings
+from shared.recordstore.keystore import KeyStore
+from shared.security.crypto import BlindIndex
+from shared.storage.blobstore import create_blob_store
 
 log = get_logger(__name__)
 

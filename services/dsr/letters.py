@@ -2,7 +2,7 @@
 
 Every letter carries the three languages in this order, each under its own heading (`LANGUAGE_HEADINGS`),
 and each language part is a complete letter on its own, so a reader who skips to their language misses
-nothing. The functions are pure: they read the validated register policies (shared.policy) and the small
+nothing. The functions are pure: they read the validated register policies (shared.policy.registry) and the small
 inputs below and return the text; storing, signing and sending it is the caller's business.
 
 - `cover_letter`: the answer to an access request (GDPR Art. 15): the Art. 15(1) and 15(2) information of
@@ -35,7 +35,7 @@ from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 
-from shared.policy import (
+from shared.policy.registry import (
     Action,
     ArtifactClass,
     ComplaintAuthority,

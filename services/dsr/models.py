@@ -1,8 +1,8 @@
 """The DSR service's tables (schema ``dsr``): requests, the contacts found for them, and access packages.
 
 What identifies the requester (phone number, e-mail, identity code, name...) is personal data and is kept only
-sealed, under a data key of the request (shared.keystore, class ``dsr_request``); the clear columns are what a
-caseworker's queue and the statutory clock need.
+sealed, under a data key of the request (shared.recordstore.keystore, class ``dsr_request``); the clear
+columns are what a caseworker's queue and the statutory clock need.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, LargeBinar
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.platform.db import Base
 
 SCHEMA = "dsr"
 REQUEST_KEY_CLASS = "dsr_request"

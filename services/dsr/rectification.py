@@ -25,18 +25,17 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr.service import StepRefused
-from shared.crypto import BlindIndex, open_sealed, seal
-from shared.db import bulk_insert
-from shared.identifiers import (
+from shared.contracts.identifiers import (
     IdentifierError,
     normalise_email,
     normalise_identifier,
     normalise_phone,
     validate_personal_identity_code,
 )
-from shared.ids import uuid7
-from shared.keystore import KeyStore
-from shared.records import (
+from shared.platform.db import bulk_insert
+from shared.platform.ids import uuid7
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import (
     CUSTOMER_FIELDS,
     Artifact,
     ContactEventRow,
@@ -48,6 +47,7 @@ from shared.records import (
     path_value,
     sealed_aad,
 )
+from shared.security.crypto import BlindIndex, open_sealed, seal
 
 RECORDING_CLASS = "recording"
 

@@ -27,15 +27,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dsr.deadlines import HELSINKI, statutory_deadline
 from services.dsr.models import REQUEST_KEY_CLASS, Candidate, Request
 from services.dsr.rights import RegisterRight, rights_for
-from shared.audit import Action
-from shared.auditlog import record
-from shared.crypto import BlindIndex, open_sealed, seal
-from shared.domain_events import DSR_EVENTS_TOPIC
-from shared.identifiers import IdentifierError, normalise_identifier
-from shared.keystore import KeyStore
-from shared.outbox import enqueue, envelope
-from shared.policy import PolicyRegistry, RightName
-from shared.records import Contact, SubjectIndex
+from shared.audit.chain import Action
+from shared.audit.log import record
+from shared.contracts.domain_events import DSR_EVENTS_TOPIC
+from shared.contracts.identifiers import IdentifierError, normalise_identifier
+from shared.messaging.outbox import enqueue, envelope
+from shared.policy.registry import PolicyRegistry, RightName
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Contact, SubjectIndex
+from shared.security.crypto import BlindIndex, open_sealed, seal
 
 SERVICE: Final = "dsr"
 

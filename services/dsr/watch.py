@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.dsr.deadlines import HELSINKI, reminder_at, statutory_deadline
 from services.dsr.models import Package, Request
 from services.dsr.service import OPEN_STATUSES, SERVICE, announce, audit_step, lift_restriction
-from shared.auditlog import SYSTEM_ROLE, system_actor
-from shared.blobstore import BlobStore
-from shared.clock import Clock
-from shared.logging import get_logger
-from shared.periodic import Periodic
+from shared.audit.log import SYSTEM_ROLE, system_actor
+from shared.platform.clock import Clock
+from shared.platform.logging import get_logger
+from shared.platform.periodic import Periodic
+from shared.storage.blobstore import BlobStore
 
 log = get_logger(__name__)
 # Requests whose last day is further off than this cannot be due for a reminder yet (20 working days at most).

@@ -1,8 +1,8 @@
 """Export's HTTP routes for a loan's life: the agreement and its approval, the selection of recordings, the
 delivery, the institute's attestations, discrepancies and the close-out.
 
-Who may call each route is in shared/authorization.yaml; an institute sees only its own loans (in the query, and
-by row-level security under the sailo_institute database role).
+Who may call each route is in shared/security/authorization.yaml; an institute sees only its own loans (in the
+query, and by row-level security under the sailo_institute database role).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from services.export.schemas import (
     SelectionRead,
 )
 from services.export.selection import HELSINKI, RECORDING, Criteria, Override, lending_registers, select_items
-from shared.access import apply_record_rules
-from shared.audit import Action
-from shared.auth import Role
-from shared.db import bulk_insert
-from shared.http import ApiError, json_body, json_body_openapi, problem_responses
-from shared.policy import PolicyRegistry
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.platform.db import bulk_insert
+from shared.platform.http import ApiError, json_body, json_body_openapi, problem_responses
+from shared.platform.runtime import runtime
+from shared.policy.registry import PolicyRegistry
+from shared.security.access import apply_record_rules
+from shared.security.auth import Role
 
 router = APIRouter(prefix="/v1", tags=["loans"])
 

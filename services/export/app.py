@@ -19,14 +19,14 @@ from services.export.notices_api import router as notices_router
 from services.export.package_api import router as package_router
 from services.export.statistics_api import router as statistics_router
 from services.export.watch import LoanWatch
-from shared.blobstore import create_blob_store
-from shared.clock import Clock
-from shared.crypto import BlindIndex
-from shared.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
-from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
-from shared.keystore import KeyStore
-from shared.runtime import Runtime, create_service_app
-from shared.settings import Settings
+from shared.contracts.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.platform.clock import Clock
+from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.settings import Settings
+from shared.recordstore.keystore import KeyStore
+from shared.security.crypto import BlindIndex
+from shared.storage.blobstore import create_blob_store
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: bool = True) -> FastAPI:

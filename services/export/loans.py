@@ -2,7 +2,8 @@
 the announcement of a loan's step on the export events topic.
 
 An institute sees only its own loans: the loader filters on its institute id, and the caller's transaction runs
-under the sailo_institute database role (row-level security) once `shared.access.apply_record_rules` is applied.
+under the sailo_institute database role (row-level security) once
+`shared.security.access.apply_record_rules` is applied.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
-from shared.access import authorize
-from shared.audit import Action
-from shared.auditlog import actor_ref, record, record_not_found
-from shared.auth import Principal, Role
-from shared.crypto import BlindIndex
-from shared.domain_events import EXPORT_EVENTS_TOPIC
-from shared.http import ApiError
-from shared.outbox import enqueue, envelope
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.audit.log import actor_ref, record, record_not_found
+from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
+from shared.messaging.outbox import enqueue, envelope
+from shared.platform.http import ApiError
+from shared.platform.runtime import runtime
+from shared.security.access import authorize
+from shared.security.auth import Principal, Role
+from shared.security.crypto import BlindIndex
 
 SERVICE: Final = "export"
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]

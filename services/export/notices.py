@@ -30,18 +30,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.loans import SERVICE, announce
 from services.export.models import ContactFlag, Loan, LoanItem, Notice
-from shared.audit import Action
-from shared.auditlog import SYSTEM_ROLE, record, system_actor
-from shared.clock import Clock
-from shared.domain_events import (
+from shared.audit.chain import Action
+from shared.audit.log import SYSTEM_ROLE, record, system_actor
+from shared.contracts.domain_events import (
     ArtifactDeletedData,
     DomainEventHandler,
     Received,
     RectifiedData,
     RequestContactsData,
 )
-from shared.events import Contract
-from shared.logging import get_logger
+from shared.contracts.events import Contract
+from shared.platform.clock import Clock
+from shared.platform.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.export.loans import Authorized, actor, announce, audit, not_found
 from services.export.models import Loan, Notice
 from services.export.notices import ACTIONS, notice_data
-from shared.access import apply_record_rules
-from shared.audit import Action
-from shared.auth import Principal, Role
-from shared.http import problem_responses
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.platform.http import problem_responses
+from shared.platform.runtime import runtime
+from shared.security.access import apply_record_rules
+from shared.security.auth import Principal, Role
 
 router = APIRouter(prefix="/v1", tags=["notices"])
 

@@ -12,7 +12,7 @@ in the package: no contact_ref, register, times, agent or case; what the audio i
 The institute can only link an item back to us through the notices we send about it.
 
 Like the DSR access copy, the package never exists in clear outside this process: the ZIP is produced piece by
-piece (shared.ziparchive), encrypted as it goes under a fresh random 256-bit key with the loan id bound as
+piece (shared.storage.ziparchive), encrypted as it goes under a fresh random 256-bit key with the loan id bound as
 associated data, hashed (SHA-256 of the ciphertext, which the institute can check on download) and written with
 the blob store's atomic `put_stream`. A recording is decrypted and checked against its upload while it streams
 through: never held whole in memory. services.export.packer does this in two worker threads side by side.
@@ -43,12 +43,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
 from services.export.packer import pack
-from shared.blobstore import BlobNotFound, BlobStore, validate_key
-from shared.crypto import decrypt_stream
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.recordings import RecordingStream, read_recordings
-from shared.records import Contact
+from shared.platform.logging import get_logger
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.recordings import RecordingStream, read_recordings
+from shared.recordstore.store import Contact
+from shared.security.crypto import decrypt_stream
+from shared.storage.blobstore import BlobNotFound, BlobStore, validate_key
 
 __all__ = [
     "ALGORITHM",

@@ -2,7 +2,7 @@
 
 The package and its key travel apart: the encrypted package (GET .../package) may go through any channel, the
 key (GET .../package-key) only to the institute itself, and only once the loan is delivered. Who may call each
-route is in shared/authorization.yaml; an institute sees only its own loans, and another institute's loan
+route is in shared/security/authorization.yaml; an institute sees only its own loans, and another institute's loan
 answers 404 exactly as a missing one.
 """
 
@@ -29,15 +29,15 @@ from services.export.package import (
     key_context,
     package_aad,
 )
-from shared.access import apply_record_rules
-from shared.audit import Action
-from shared.auth import Role
-from shared.blobstore import BlobStore
-from shared.crypto import generate_data_key, unwrap_data_key, wrap_data_key
-from shared.http import ApiError, problem_responses
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.platform.http import ApiError, problem_responses
+from shared.platform.logging import get_logger
+from shared.platform.runtime import runtime
+from shared.recordstore.keystore import KeyStore
+from shared.security.access import apply_record_rules
+from shared.security.auth import Role
+from shared.security.crypto import generate_data_key, unwrap_data_key, wrap_data_key
+from shared.storage.blobstore import BlobStore
 
 router = APIRouter(prefix="/v1", tags=["packages"])
 log = get_logger(__name__)

@@ -5,9 +5,9 @@ under the loan's key and hashes the result (SHA-256): five passes over the audio
 generators these take turns, and every piece crosses the event loop several times. Here they run in two
 threads side by side:
 
-- the *recording* lane decrypts and checks each recording and zips it (shared.recordings.RecordingCheck,
-  shared.ziparchive.ZipWriter);
-- the *package* lane encrypts and hashes the ZIP (shared.crypto.EvenPieceEncryptor).
+- the *recording* lane decrypts and checks each recording and zips it (shared.recordstore.recordings.RecordingCheck,
+  shared.storage.ziparchive.ZipWriter);
+- the *package* lane encrypts and hashes the ZIP (shared.security.crypto.EvenPieceEncryptor).
 
 The recording lane reads each recording's blob itself where the blob store is local (the file store), into
 one reused buffer; from any other store (S3) the event loop reads the blob and hands the lane its pieces. The
@@ -40,10 +40,10 @@ from collections.abc import AsyncGenerator, Awaitable, Generator, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from shared.blobstore import READ_CHUNK_SIZE
-from shared.crypto import EvenPieceEncryptor, Hash
-from shared.recordings import RecordingStream
-from shared.ziparchive import ZipWriter
+from shared.recordstore.recordings import RecordingStream
+from shared.security.crypto import EvenPieceEncryptor, Hash
+from shared.storage.blobstore import READ_CHUNK_SIZE
+from shared.storage.ziparchive import ZipWriter
 
 __all__ = ["pack"]
 

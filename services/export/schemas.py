@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import RegisterId
+from shared.contracts.events import RegisterId
 
 # Institute ids are short codes the research office assigns (e.g. "vtt", "aalto-cs"): never a person's name.
 # One line of printable text: no control characters (a NUL cannot be stored, a newline forges log-like lines).

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.policy import ArtifactClass, PolicyRegistry, RecipientKind
+from shared.policy.registry import ArtifactClass, PolicyRegistry, RecipientKind
 
 RECORDING: Final = ArtifactClass.RECORDING.value
 HELSINKI: Final = ZoneInfo("Europe/Helsinki")

@@ -71,7 +71,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.records import Contact
+from shared.recordstore.store import Contact
 
 __all__ = [
     "ALL",

@@ -1,7 +1,7 @@
 """Export's statistics route: contacts and durations per register, channel, service and week, small cells
 suppressed (services/export/statistics.py has the rule), as JSON or CSV.
 
-Who may call it is in shared/authorization.yaml. The answer holds counts and durations only, never an id of a
+Who may call it is in shared/security/authorization.yaml. The answer holds counts and durations only, never an id of a
 contact, an agent or a customer; every call is audited (a read of ``statistics``, no object ids).
 """
 
@@ -22,14 +22,14 @@ from services.export.statistics import (
     suppress,
     to_csv,
 )
-from shared.access import authorize
-from shared.audit import Action
-from shared.auditlog import actor_ref, record
-from shared.auth import Principal
-from shared.crypto import BlindIndex
-from shared.http import ApiError, problem_responses
-from shared.policy import PolicyRegistry
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.audit.log import actor_ref, record
+from shared.platform.http import ApiError, problem_responses
+from shared.platform.runtime import runtime
+from shared.policy.registry import PolicyRegistry
+from shared.security.access import authorize
+from shared.security.auth import Principal
+from shared.security.crypto import BlindIndex
 
 SERVICE = "export"
 router = APIRouter(prefix="/v1", tags=["statistics"])

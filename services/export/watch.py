@@ -20,11 +20,11 @@ from services.export.loans import SERVICE, announce
 from services.export.models import Loan, LoanItem, Notice
 from services.export.notices import notice_data
 from services.export.statistics import HELSINKI
-from shared.audit import Action
-from shared.auditlog import SYSTEM_ROLE, record, system_actor
-from shared.clock import Clock
-from shared.logging import get_logger
-from shared.periodic import Periodic
+from shared.audit.chain import Action
+from shared.audit.log import SYSTEM_ROLE, record, system_actor
+from shared.platform.clock import Clock
+from shared.platform.logging import get_logger
+from shared.platform.periodic import Periodic
 
 log = get_logger(__name__)
 

@@ -3,8 +3,8 @@
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
-from shared.runtime import configure_service_logging, serve
-from shared.settings import Settings
+from shared.platform.runtime import configure_service_logging, serve
+from shared.platform.settings import Settings
 
 
 def build() -> FastAPI:

@@ -13,20 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.contacts import find_contact, read_contact
 from services.ingest.intake import IntakeService, Outcome
+from services.ingest.ratelimit import enforce_rate_limit
 from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
 from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, RecordingRead
-from shared.access import authorize
-from shared.audit import Action
-from shared.audit import Outcome as AuditOutcome
-from shared.auditlog import actor_ref, record, record_now
-from shared.auth import Principal
-from shared.events import EVENT_TYPES, example_event
-from shared.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
-from shared.keystore import KeyStore
-from shared.policy import PolicyRegistry
-from shared.ratelimit import enforce_rate_limit
-from shared.records import Contact
-from shared.runtime import runtime
+from shared.audit.chain import Action
+from shared.audit.chain import Outcome as AuditOutcome
+from shared.audit.log import actor_ref, record, record_now
+from shared.contracts.events import EVENT_TYPES, example_event
+from shared.platform.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
+from shared.platform.runtime import runtime
+from shared.policy.registry import PolicyRegistry
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Contact
+from shared.security.access import authorize
+from shared.security.auth import Principal
 
 SERVICE = "ingest"
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
-# Which roles may call each route is in shared/authorization.yaml; record rules are applied in the queries.
+# Which roles may call each route is in shared/security/authorization.yaml; record rules are applied in the queries.
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]
 RegisterQuery = Annotated[
     str | None,

@@ -11,24 +11,24 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from services.ingest.api import router
+from services.ingest.apikeys import ApiKeyStore
 from services.ingest.handlers import IntakeHandler, RecordStoreHandler
 from services.ingest.intake import IntakeService
+from services.ingest.ratelimit import RateLimiter
 from services.ingest.recordings import RecordingService
-from shared.apikeys import ApiKeyStore
-from shared.blobstore import create_blob_store
-from shared.clock import Clock
-from shared.crypto import BlindIndex
-from shared.events import CONTACT_EVENT_ADAPTER, CONTACT_EVENTS_TOPIC
-from shared.http import install_common
-from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.policy import load_policies
-from shared.policy_history import record_applied_policies
-from shared.ratelimit import RateLimiter
-from shared.records import RecordStore
-from shared.runtime import Runtime, check_broker, check_database, install_auth
-from shared.settings import Settings
+from shared.contracts.events import CONTACT_EVENT_ADAPTER, CONTACT_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.platform.clock import Clock
+from shared.platform.http import install_common
+from shared.platform.logging import get_logger
+from shared.platform.runtime import Runtime, check_broker, check_database, install_auth
+from shared.platform.settings import Settings
+from shared.policy.history import record_applied_policies
+from shared.policy.registry import load_policies
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import RecordStore
+from shared.security.crypto import BlindIndex
+from shared.storage.blobstore import create_blob_store
 
 log = get_logger(__name__)
 

@@ -17,13 +17,13 @@ from services.ingest.schemas import (
     RecordingInfo,
     RectificationRead,
 )
-from shared.access import apply_record_rules
-from shared.auth import Principal, Role
-from shared.crypto import BlindIndex, DecryptionError, open_sealed
-from shared.http import ApiError
-from shared.keystore import KeyStore
-from shared.policy import PolicyRegistry
-from shared.records import Artifact, Contact, ContactEventRow, Party, rectifications_of, sealed_aad
+from shared.platform.http import ApiError
+from shared.policy.registry import PolicyRegistry
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Artifact, Contact, ContactEventRow, Party, rectifications_of, sealed_aad
+from shared.security.access import apply_record_rules
+from shared.security.auth import Principal, Role
+from shared.security.crypto import BlindIndex, DecryptionError, open_sealed
 
 
 def contact_ref(blind_index: BlindIndex, register: str, contact_id: str) -> UUID:
@@ -41,7 +41,7 @@ async def find_contact(
 ) -> Contact:
     """The contact a platform calls `contact_id`, in `register` or, when not given, in whichever register has it.
 
-    With a `principal`, its record rules apply (shared/authorization.yaml): the transaction runs under the
+    With a `principal`, its record rules apply (shared/security/authorization.yaml): the transaction runs under the
     database role whose row-level security enforces them, an agent who may see only their own contacts gets
     404 for anyone else's, exactly as for a missing one, so the answer reveals nothing about contacts they may
     not see, and a restricted contact is refused to all but the legal-claims role.

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.intake import IntakeService, Validated
-from shared.audit import Action
-from shared.auditlog import SYSTEM_ROLE, record, system_actor
-from shared.clock import Clock
-from shared.events import SealedContactEvent
-from shared.http import pydantic_errors
-from shared.kafka import PoisonMessage
-from shared.records import RecordStore
+from shared.audit.chain import Action
+from shared.audit.log import SYSTEM_ROLE, record, system_actor
+from shared.contracts.events import SealedContactEvent
+from shared.messaging.kafka import PoisonMessage
+from shared.platform.clock import Clock
+from shared.platform.http import pydantic_errors
+from shared.recordstore.store import RecordStore
 
 
 def _reason(errors: Any) -> str:

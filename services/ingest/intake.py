@@ -23,10 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.models import AcceptedEvent
-from shared.clock import Clock
-from shared.crypto import BlindIndex, data_key_id, seal
-from shared.db import bulk_insert
-from shared.events import (
+from shared.contracts.events import (
     EVENT_TYPES,
     BlindIndexEntry,
     ContactEvent,
@@ -34,13 +31,16 @@ from shared.events import (
     SealedContactEvent,
     parse_contact_event,
 )
-from shared.faults import fault_point
-from shared.http import FieldError, pydantic_errors
-from shared.identifiers import normalise_name, normalise_nickname
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.policy import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownRegister
-from shared.records import sealed_aad
+from shared.contracts.identifiers import normalise_name, normalise_nickname
+from shared.platform.clock import Clock
+from shared.platform.db import bulk_insert
+from shared.platform.faults import fault_point
+from shared.platform.http import FieldError, pydantic_errors
+from shared.platform.logging import get_logger
+from shared.policy.registry import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownRegister
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import sealed_aad
+from shared.security.crypto import BlindIndex, data_key_id, seal
 
 log = get_logger(__name__)
 

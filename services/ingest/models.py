@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import DateTime, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.platform.db import Base
 
 
 class AcceptedEvent(Base):

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.blobstore import BlobStore
-from shared.crypto import decrypt_stream, encrypt_stream
-from shared.http import ApiError, FieldError
-from shared.keystore import KeyStore
-from shared.records import Artifact, Contact, sealed_aad
+from shared.platform.http import ApiError, FieldError
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import Artifact, Contact, sealed_aad
+from shared.security.crypto import decrypt_stream, encrypt_stream
+from shared.storage.blobstore import BlobStore
 
 WAV_CONTENT_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 RECORDING = "recording"

@@ -1,4 +1,4 @@
-"""HTTP models of the ingest API (the event contracts themselves are in shared.events)."""
+"""HTTP models of the ingest API (the event contracts themselves are in shared.contracts.events)."""
 
 from __future__ import annotations
 

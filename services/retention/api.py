@@ -1,7 +1,7 @@
 """Retention's HTTP routes: holds, a contact's schedule with the reason each part is kept, the forecast of
 upcoming deletions, certificates of deletion (JSON or CSV), and the policies with their versions.
 
-Who may call each route is in shared/authorization.yaml; every call is audited.
+Who may call each route is in shared/security/authorization.yaml; every call is audited.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ from services.retention.schemas import (
     PolicyVersionRead,
     ScheduleEntryRead,
 )
-from shared.access import authorize
-from shared.audit import Action
-from shared.auditlog import actor_ref, record
-from shared.auth import Principal
-from shared.crypto import BlindIndex
-from shared.http import (
+from shared.audit.chain import Action
+from shared.audit.log import actor_ref, record
+from shared.contracts.identifiers import IdentifierError, normalise_identifier
+from shared.platform.http import (
     ApiError,
     json_body,
     json_body_openapi,
     problem_responses,
 )
-from shared.identifiers import IdentifierError, normalise_identifier
-from shared.policy import PolicyRegistry
-from shared.runtime import runtime
+from shared.platform.runtime import runtime
+from shared.policy.registry import PolicyRegistry
+from shared.security.access import authorize
+from shared.security.auth import Principal
+from shared.security.crypto import BlindIndex
 
 SERVICE = "retention"
 router = APIRouter(prefix="/v1", tags=["retention"])

@@ -16,17 +16,17 @@ from services.retention.api import router
 from services.retention.requests import RequestHandler
 from services.retention.schedule import ScheduleHandler
 from services.retention.sweeper import Sweeper
-from shared.blobstore import create_blob_store
-from shared.clock import Clock
-from shared.crypto import BlindIndex
-from shared.domain_events import DSR_EVENTS_TOPIC
-from shared.events import CONTACT_EVENTS_TOPIC
-from shared.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.policy import PolicyRegistry
-from shared.runtime import Runtime, create_service_app
-from shared.settings import Settings
+from shared.contracts.domain_events import DSR_EVENTS_TOPIC
+from shared.contracts.events import CONTACT_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
+from shared.platform.clock import Clock
+from shared.platform.logging import get_logger
+from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.settings import Settings
+from shared.policy.registry import PolicyRegistry
+from shared.recordstore.keystore import KeyStore
+from shared.security.crypto import BlindIndex
+from shared.storage.blobstore import create_blob_store
 
 log = get_logger(__name__)
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from shared.policy import Period
+from shared.policy.registry import Period
 
 __all__ = [
     "HELSINKI",

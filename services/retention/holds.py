@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.retention.calendar import HELSINKI
 from services.retention.models import ContactFacts, Hold
-from shared.audit import Action
-from shared.auditlog import record
-from shared.domain_events import RETENTION_EVENTS_TOPIC
-from shared.outbox import enqueue, envelope
-from shared.policy_history import register_ref
-from shared.records import SubjectIndex
+from shared.audit.chain import Action
+from shared.audit.log import record
+from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
+from shared.messaging.outbox import enqueue, envelope
+from shared.policy.history import register_ref
+from shared.recordstore.store import SubjectIndex
 
 SERVICE = "retention"
 Scope = Literal["contact", "case", "subject", "register"]

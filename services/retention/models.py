@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String, Text,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.platform.db import Base
 
 SCHEMA = "retention"
 

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.retention.holds import lift_hold, place_hold
 from services.retention.models import ContactFacts, Hold, ScheduleItem
-from shared.auditlog import SYSTEM_ROLE, system_actor
-from shared.clock import Clock
-from shared.domain_events import DomainEventHandler, Received, RequestContactsData
+from shared.audit.log import SYSTEM_ROLE, system_actor
+from shared.contracts.domain_events import DomainEventHandler, Received, RequestContactsData
+from shared.platform.clock import Clock
 
 SERVICE: Final = "retention"
 ERASURE_TRIGGER: Final = "erasure_request"

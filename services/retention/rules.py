@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 from services.retention.calendar import add_period
-from shared.policy import (
+from shared.policy.registry import (
     Action,
     ArtifactClass,
     Period,

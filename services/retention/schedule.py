@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.retention.models import ContactFacts, ScheduleItem
 from services.retention.rules import CaseStatusChange, Due, NoPolicyInForce, due_items
 from services.retention.rules import ContactFacts as Facts
-from shared.crypto import BlindIndex
-from shared.events import SealedContactEvent
-from shared.http import pydantic_errors
-from shared.kafka import PoisonMessage
-from shared.logging import get_logger
-from shared.policy import PolicyRegistry, UnknownRegister
+from shared.contracts.events import SealedContactEvent
+from shared.messaging.kafka import PoisonMessage
+from shared.platform.http import pydantic_errors
+from shared.platform.logging import get_logger
+from shared.policy.registry import PolicyRegistry, UnknownRegister
+from shared.security.crypto import BlindIndex
 
 log = get_logger(__name__)
 

@@ -28,19 +28,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.retention.calendar import HELSINKI
 from services.retention.models import BlobDeletion, ContactFacts, Hold, ScheduleItem
 from services.retention.redaction import redact
-from shared.audit import Action
-from shared.auditlog import SYSTEM_ROLE, record, system_actor
-from shared.blobstore import BlobStore
-from shared.clock import Clock
-from shared.crypto import open_sealed, seal
-from shared.domain_events import RETENTION_EVENTS_TOPIC
-from shared.faults import fault_point
-from shared.ids import uuid7s
-from shared.keystore import KeyStore
-from shared.logging import get_logger
-from shared.periodic import Periodic
-from shared.policy import PolicyRegistry
-from shared.records import ContactEventRow, Message, SubjectIndex, sealed_aad
+from shared.audit.chain import Action
+from shared.audit.log import SYSTEM_ROLE, record, system_actor
+from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
+from shared.platform.clock import Clock
+from shared.platform.faults import fault_point
+from shared.platform.ids import uuid7s
+from shared.platform.logging import get_logger
+from shared.platform.periodic import Periodic
+from shared.policy.registry import PolicyRegistry
+from shared.recordstore.keystore import KeyStore
+from shared.recordstore.store import ContactEventRow, Message, SubjectIndex, sealed_aad
+from shared.security.crypto import open_sealed, seal
+from shared.storage.blobstore import BlobStore
 
 log = get_logger(__name__)
 
@@ -104,8 +104,9 @@ def _deleted_rows(name: str, table: str, order: str) -> str:
 
 
 # The batch's data keys, locked in one order as a statement of its own before _SHRED. A writer holding a key
-# (shared.keystore.KeyStore.get with hold=True: the record store, a rectification, a recording upload) makes this
-# wait until it commits; _SHRED's snapshot then includes what it wrote, so nothing is stored after the deletion.
+# (shared.recordstore.keystore.KeyStore.get with hold=True: the record store, a rectification, a recording
+# upload) makes this wait until it commits; _SHRED's snapshot then includes what it wrote, so nothing is
+# stored after the deletion.
 _LOCK_KEYS = text(
     f"SELECT t.contact_ref FROM keys.data_keys AS t JOIN {_PAIRS} ON {_OF_PAIRS}"  # noqa: S608
     " ORDER BY t.contact_ref, t.artifact_class FOR UPDATE OF t"
@@ -142,8 +143,8 @@ _SHRED = text(
     " LEFT JOIN rectifications_folded AS r USING (contact_ref, artifact_class)"
     " LEFT JOIN artifacts_folded AS a USING (contact_ref, artifact_class)"
 )
-# Certificate ids are version-7 UUIDs (shared.ids: time-ordered, so inserts append to the index); done_at is the
-# batch's time.
+# Certificate ids are version-7 UUIDs (shared.platform.ids: time-ordered, so inserts append to the index);
+# done_at is the batch's time.
 _CERTIFICATE_COLUMNS = {
     "contact_ref": "uuid",
     "register": "varchar",
@@ -172,8 +173,8 @@ _MARK_DONE = text(
     f"UPDATE retention.schedule AS t SET state = 'done' FROM {_ITEMS}"  # noqa: S608
     f" WHERE {_OF_PAIRS} AND t.item = d.item"
 )
-# The artifact-deleted events (shared.domain_events: the envelope and ArtifactDeletedData), built here so a batch
-# costs one statement; they commit with the deletions they announce.
+# The artifact-deleted events (shared.contracts.domain_events: the envelope and ArtifactDeletedData), built here
+# so a batch costs one statement; they commit with the deletions they announce.
 _ANNOUNCE = text(
     "INSERT INTO outbox.events (topic, key, event)"
     " SELECT CAST(:topic AS varchar), CAST(c.contact_ref AS varchar), jsonb_build_object("

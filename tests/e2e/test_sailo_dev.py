@@ -34,7 +34,7 @@ import psutil
 import pytest
 
 from deploy.embedded import EmbeddedStack, free_port
-from shared.events import EVENT_TYPES
+from shared.contracts.events import EVENT_TYPES
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +129,7 @@ def describe(procs: list[psutil.Process]) -> list[str]:
 
 def mint_token(env: dict[str, str], role: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "token", "--role", role],
+        [sys.executable, "-m", "deploy.cli", "token", "--role", role],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -153,7 +153,7 @@ class Dev:
         self.children: list[psutil.Process] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "dev", *args],
+            [sys.executable, "-m", "deploy.cli", "dev", *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 of its own (N instances each) that can be killed, restarted armed with a forced crash point, and measured.
 
 Each instance keeps its port across restarts, so clients and probes find it again. A process that dies is
-noticed by `reap()`, which says whether it died at a forced crash point (shared.faults prints the point's name
+noticed by `reap()`, which says whether it died at a forced crash point (shared.platform.faults prints the point's name
 before exiting) or otherwise, and starts it again.
 """
 
@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from deploy.embedded import EmbeddedStack, free_port
-from shared.auth import Role, generate_signing_key, mint_token
+from shared.security.auth import Role, generate_signing_key, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,7 +168,9 @@ class Cluster:
             "RETENTION_SWEEP_INTERVAL_SECONDS": "1",
             **self.extra,
         }
-        subprocess.run([sys.executable, "-m", "shared.db", "upgrade"], env=self.env, cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "shared.platform.db", "upgrade"], env=self.env, cwd=ROOT, check=True
+        )
         for instance in self.instances:
             self.spawn(instance)
         deadline = time.monotonic() + 180

@@ -19,9 +19,9 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.crypto import BlindIndex
-from shared.domain_events import RETENTION_EVENTS_TOPIC
-from shared.settings import Settings
+from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
+from shared.platform.settings import Settings
+from shared.security.crypto import BlindIndex
 from tests.faults.load import Ledger
 
 RECORD_STORE_GROUP = "ingest-record-store"

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
-from shared.auth import Role
-from shared.logging import configure_logging
-from shared.settings import Settings
+from shared.platform.logging import configure_logging
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 
 
 @dataclass

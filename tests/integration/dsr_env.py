@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from services.dsr.app import create_app as create_dsr
 from services.retention.models import Certificate, ScheduleItem
-from shared.auth import Role
-from shared.clock import FrozenClock
-from shared.settings import Settings
+from shared.platform.clock import FrozenClock
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually
 from tests.integration.retention_env import Env, retention_env

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.db import create_engine, create_sessionmaker
-from shared.kafka import create_producer
-from shared.outbox import OutboxRelay
-from shared.settings import Settings
+from shared.messaging.kafka import create_producer
+from shared.messaging.outbox import OutboxRelay
+from shared.platform.db import create_engine, create_sessionmaker
+from shared.platform.settings import Settings
 
 
 async def main() -> None:

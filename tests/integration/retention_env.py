@@ -25,11 +25,11 @@ from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
 from services.retention.models import ScheduleItem
 from services.retention.sweeper import Sweeper
-from shared.auth import Role
-from shared.clock import FrozenClock
-from shared.db import upgrade_async
-from shared.events import example_event
-from shared.settings import Settings
+from shared.contracts.events import example_event
+from shared.platform.clock import FrozenClock
+from shared.platform.db import upgrade_async
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.conftest import Infrastructure, drop_database, plain_dsn
 from tests.integration.conftest import eventually, new_id
 

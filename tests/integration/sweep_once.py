@@ -10,12 +10,12 @@ import sys
 from datetime import datetime
 
 from services.retention.sweeper import Sweeper
-from shared.blobstore import create_blob_store
-from shared.clock import FrozenClock
-from shared.db import create_engine, create_sessionmaker
-from shared.keystore import KeyStore
-from shared.policy import load_policies
-from shared.settings import Settings
+from shared.platform.clock import FrozenClock
+from shared.platform.db import create_engine, create_sessionmaker
+from shared.platform.settings import Settings
+from shared.policy.registry import load_policies
+from shared.recordstore.keystore import KeyStore
+from shared.storage.blobstore import create_blob_store
 
 
 async def main(now: datetime) -> None:

@@ -16,11 +16,18 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.apikeys import ApiKey, ApiKeyStore, CreatedApiKey, create_api_key, parse_api_key, revoke_api_key
-from shared.auth import Role
-from shared.cli import main as sailo
-from shared.db import NAMING_CONVENTION, transaction
-from shared.events import example_event
+from deploy.cli import main as sailo
+from services.ingest.apikeys import (
+    ApiKey,
+    ApiKeyStore,
+    CreatedApiKey,
+    create_api_key,
+    parse_api_key,
+    revoke_api_key,
+)
+from shared.contracts.events import example_event
+from shared.platform.db import NAMING_CONVENTION, transaction
+from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 
 pytestmark = pytest.mark.integration

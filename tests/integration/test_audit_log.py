@@ -32,7 +32,7 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
-from shared.audit import (
+from shared.audit.chain import (
     Action,
     Checkpoint,
     Outcome,
@@ -43,8 +43,7 @@ from shared.audit import (
     verify_checkpoint,
     verify_stream,
 )
-from shared.audit_relay import AUDIT_TOPIC, dump_topic
-from shared.auditlog import (
+from shared.audit.log import (
     SYSTEM_ROLE,
     AuditCheckpoint,
     AuditEntry,
@@ -55,11 +54,12 @@ from shared.auditlog import (
     record_now,
     system_actor,
 )
-from shared.clock import FrozenClock
-from shared.crypto import BlindIndex
-from shared.db import create_engine, create_sessionmaker, transaction, upgrade_async
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.audit.relay import AUDIT_TOPIC, dump_topic
+from shared.platform.clock import FrozenClock
+from shared.platform.db import create_engine, create_sessionmaker, transaction, upgrade_async
+from shared.platform.runtime import Runtime
+from shared.platform.settings import Settings
+from shared.security.crypto import BlindIndex
 from tests.conftest import Infrastructure, drop_database, plain_dsn
 
 pytestmark = pytest.mark.integration
@@ -497,8 +497,8 @@ def run_relay_process(env: AuditEnv, **extra: str) -> subprocess.Popen[bytes]:
     """A service process's runtime (and so its relay) in a process of its own, until killed."""
     script = (
         "import asyncio\n"
-        "from shared.runtime import Runtime\n"
-        "from shared.settings import Settings\n"
+        "from shared.platform.runtime import Runtime\n"
+        "from shared.platform.settings import Settings\n"
         "async def main():\n"
         "    await Runtime.start(Settings(_env_file=None), migrate=False)\n"
         "    await asyncio.Event().wait()\n"
@@ -616,7 +616,7 @@ async def test_every_service_publishes_the_audit_log(audit_env: AuditEnv, factor
 
 def sailo(env: AuditEnv, *args: str) -> subprocess.CompletedProcess[str]:
     executable = Path(sys.executable).parent / "sailo"
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "shared.cli"]
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "deploy.cli"]
     return subprocess.run(
         [*command, *args], cwd=ROOT, env=env.environment(), capture_output=True, text=True, timeout=120
     )

@@ -1,4 +1,5 @@
-"""The authorisation table (shared/authorization.yaml), cell by cell, and its record rules, on the real services.
+"""The authorisation table (shared/security/authorization.yaml), cell by cell, and its record rules, on the
+real services.
 
 Every (route, role) cell is one test: a role the table allows is let through (whatever the route then says about
 the request), a role it does not list gets 403. The table must list exactly the routes the services have, so a
@@ -25,11 +26,11 @@ from services.export.app import create_app as create_export
 from services.export.models import Loan
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention_service
-from shared.access import apply_record_rules, load_authorization, render_markdown
-from shared.auth import Principal, Role
-from shared.keystore import DataKey
-from shared.records import Contact
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.recordstore.keystore import DataKey
+from shared.recordstore.store import Contact
+from shared.security.access import apply_record_rules, load_authorization, render_markdown
+from shared.security.auth import Principal, Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 
 pytestmark = pytest.mark.integration
@@ -180,7 +181,7 @@ async def _contact(ingest: Ingest, agent: str, *, recording: bool = False) -> st
 
 
 def _example(event_type: str) -> dict[str, Any]:
-    from shared.events import example_event
+    from shared.contracts.events import example_event
 
     return example_event(event_type, event_id=new_id())
 

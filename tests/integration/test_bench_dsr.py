@@ -30,7 +30,7 @@ from bench.dsr import (
 )
 from bench.retention import REGISTER, Bench
 from services.dsr.letters import PackageContents
-from shared.blobstore import create_blob_store
+from shared.storage.blobstore import create_blob_store
 from tests.conftest import Infrastructure, plain_dsn
 
 pytestmark = pytest.mark.integration

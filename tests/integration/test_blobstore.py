@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.blobstore import (
+from shared.storage.blobstore import (
     READ_CHUNK_SIZE,
     S3_MIN_PART_SIZE,
     BlobNotFound,

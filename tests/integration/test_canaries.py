@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.auth import Role
-from shared.events import example_event
+from shared.contracts.events import example_event
+from shared.security.auth import Role
 from tests.conftest import Infrastructure, plain_dsn
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 

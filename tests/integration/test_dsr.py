@@ -20,11 +20,16 @@ from services.dsr.deadlines import statutory_deadline
 from services.dsr.models import Disclosure
 from services.dsr.watch import DeadlineWatch
 from services.retention.models import Hold, ScheduleItem
-from shared.auth import Role
-from shared.domain_events import DSR_EVENTS_TOPIC, EXPORT_EVENTS_TOPIC, RequestChangedData, parse_domain_event
-from shared.outbox import enqueue, envelope
-from shared.records import Rectification
-from shared.settings import Settings
+from shared.contracts.domain_events import (
+    DSR_EVENTS_TOPIC,
+    EXPORT_EVENTS_TOPIC,
+    RequestChangedData,
+    parse_domain_event,
+)
+from shared.messaging.outbox import enqueue, envelope
+from shared.platform.settings import Settings
+from shared.recordstore.store import Rectification
+from shared.security.auth import Role
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.dsr_env import Dsr, dsr_env, erased_by_retention

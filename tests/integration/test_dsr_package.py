@@ -27,10 +27,10 @@ from sqlalchemy import delete
 
 from services.dsr.letters import LetterContext, PackageContents, RegisterFindings, cover_letter
 from services.dsr.package import PackageInfo, build_access_package, open_package
-from shared.auth import Role
-from shared.blobstore import BlobStore, create_blob_store
-from shared.crypto import DecryptionError, ciphertext_size
-from shared.keystore import DataKey, KeyStore
+from shared.recordstore.keystore import DataKey, KeyStore
+from shared.security.auth import Role
+from shared.security.crypto import DecryptionError, ciphertext_size
+from shared.storage.blobstore import BlobStore, create_blob_store
 from tests.integration.conftest import new_id, wav_bytes
 from tests.integration.retention_env import (
     Env,

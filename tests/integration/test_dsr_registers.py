@@ -26,17 +26,17 @@ import pytest
 from sqlalchemy import func, select
 
 from services.retention.models import Hold, ScheduleItem
-from shared.auth import Role
-from shared.domain_events import (
+from shared.contracts.domain_events import (
     DSR_EVENTS_TOPIC,
     DomainEvent,
     RequestChangedData,
     RequestContactsData,
     parse_domain_event,
 )
-from shared.identifiers import personal_identity_code_check_character
-from shared.kafka import ProcessedEvent
-from shared.settings import Settings
+from shared.contracts.identifiers import personal_identity_code_check_character
+from shared.messaging.kafka import ProcessedEvent
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.dsr_env import Dsr, dsr_env, erased_by_retention

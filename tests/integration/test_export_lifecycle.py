@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from services.export.app import create_app as create_export
-from shared.auditlog import actor_ref
-from shared.auth import Role
-from shared.domain_events import EXPORT_EVENTS_TOPIC, parse_domain_event
-from shared.settings import Settings
+from shared.audit.log import actor_ref
+from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC, parse_domain_event
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.retention_env import (

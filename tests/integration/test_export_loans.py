@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from services.export.app import create_app as create_export
-from shared.auth import Role
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 
 pytestmark = pytest.mark.integration
 

@@ -27,10 +27,8 @@ from services.export.models import ContactFlag, Loan, LoanItem, Notice
 from services.export.notices import NoticeHandler
 from services.export.statistics import HELSINKI
 from services.export.watch import LoanWatch
-from shared.auditlog import AuditEntry, system_actor
-from shared.auth import Role
-from shared.clock import FrozenClock
-from shared.domain_events import (
+from shared.audit.log import AuditEntry, system_actor
+from shared.contracts.domain_events import (
     DSR_EVENTS_TOPIC,
     EXPORT_EVENTS_TOPIC,
     RETENTION_EVENTS_TOPIC,
@@ -38,9 +36,11 @@ from shared.domain_events import (
     Received,
     parse_domain_event,
 )
-from shared.kafka import DLQ_SUFFIX, ProcessedEvent, header
-from shared.outbox import enqueue, envelope
-from shared.settings import Settings
+from shared.messaging.kafka import DLQ_SUFFIX, ProcessedEvent, header
+from shared.messaging.outbox import enqueue, envelope
+from shared.platform.clock import FrozenClock
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.integration.conftest import eventually, read_topic
 
 pytestmark = pytest.mark.integration

@@ -22,15 +22,15 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
+from deploy.cli import LoanFetchError, fetch_loan
 from services.export.app import create_app as create_export
 from services.export.models import Loan, LoanItem
 from services.export.package import unpack_package
-from shared.auth import Role
-from shared.blobstore import BlobStore, create_blob_store
-from shared.cli import LoanFetchError, fetch_loan
-from shared.crypto import DecryptionError
-from shared.records import Artifact, Contact
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.recordstore.store import Artifact, Contact
+from shared.security.auth import Role
+from shared.security.crypto import DecryptionError
+from shared.storage.blobstore import BlobStore, create_blob_store
 from tests.conftest import Infrastructure
 from tests.integration.conftest import new_id, wav_bytes
 from tests.integration.retention_env import (

@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from services.export.app import create_app as create_export
-from shared.auth import Role
-from shared.clock import FrozenClock
-from shared.records import Contact
-from shared.settings import Settings
+from shared.platform.clock import FrozenClock
+from shared.platform.settings import Settings
+from shared.recordstore.store import Contact
+from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id
 
 pytestmark = pytest.mark.integration

@@ -24,12 +24,12 @@ from sqlalchemy import text
 
 from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
+from services.ingest.apikeys import create_api_key
 from services.ingest.app import INTAKE
 from services.retention.app import create_app as create_retention
-from shared.apikeys import create_api_key
-from shared.auth import Role
-from shared.events import EVENT_TYPES, example_event
-from shared.settings import Settings
+from shared.contracts.events import EVENT_TYPES, example_event
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id, read_topic, wav_bytes
 
 pytestmark = pytest.mark.integration

@@ -46,12 +46,12 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.recordings import WAV_CONTENT_TYPES
 from services.retention.app import create_app as create_retention_service
-from shared.access import authorization_table
-from shared.auth import Role
-from shared.events import example_event
-from shared.kafka import DLQ_SUFFIX, header
-from shared.policy import load_policies
-from shared.settings import Settings
+from shared.contracts.events import example_event
+from shared.messaging.kafka import DLQ_SUFFIX, header
+from shared.platform.settings import Settings
+from shared.policy.registry import load_policies
+from shared.security.access import authorization_table
+from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 
 pytestmark = [
@@ -124,7 +124,9 @@ _ROLE_PREFERENCE = (
 def role_for(service: str, method: str, path: str) -> Role:
     """The role each case is sent with: one the authorisation table allows for the route."""
     rule = authorization_table().rule(service, method, path)
-    assert rule is not None and rule.roles, f"{service} {method} {path} is not in shared/authorization.yaml"
+    assert rule is not None and rule.roles, (
+        f"{service} {method} {path} is not in shared/security/authorization.yaml"
+    )
     return next(role for role in _ROLE_PREFERENCE if role in rule.roles)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.auth import Role
-from shared.events import EVENT_TYPES, example_event
+from shared.contracts.events import EVENT_TYPES, example_event
+from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.embedded import free_port
 from services.ingest.app import create_app
-from shared.auth import Role
-from shared.events import example_event
-from shared.kafka import header
-from shared.settings import Settings
+from shared.contracts.events import example_event
+from shared.messaging.kafka import header
+from shared.platform.settings import Settings
+from shared.security.auth import Role
 from tests.conftest import plain_dsn
 from tests.integration.conftest import Ingest, eventually, new_id
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.keystore import KeyStore
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.recordstore.keystore import KeyStore
 from tests.integration.conftest import Ingest
 
 

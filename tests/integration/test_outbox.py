@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import create_engine, create_sessionmaker, upgrade_async
-from shared.domain_events import DomainEvent, HoldChangedData, parse_domain_event
-from shared.kafka import create_producer
-from shared.outbox import OutboxEvent, OutboxRelay, enqueue, envelope
-from shared.settings import Settings
+from shared.contracts.domain_events import DomainEvent, HoldChangedData, parse_domain_event
+from shared.messaging.kafka import create_producer
+from shared.messaging.outbox import OutboxEvent, OutboxRelay, enqueue, envelope
+from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
+from shared.platform.settings import Settings
 from tests.conftest import Infrastructure, drop_database, plain_dsn
 from tests.integration.conftest import read_topic
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.clock import SystemClock
-from shared.policy import load_policies
-from shared.policy_history import record_applied_policies, register_ref
+from shared.platform.clock import SystemClock
+from shared.policy.history import record_applied_policies, register_ref
+from shared.policy.registry import load_policies
 from tests.integration.conftest import Ingest, eventually
 
 pytestmark = pytest.mark.integration

@@ -25,18 +25,18 @@ from sqlalchemy import func, select, text
 from services.retention.models import Certificate, ScheduleItem
 from services.retention.schedule import replan
 from services.retention.sweeper import Sweeper
-from shared.auth import Role
-from shared.crypto import open_sealed
-from shared.domain_events import (
+from shared.contracts.domain_events import (
     RETENTION_EVENTS_TOPIC,
     ArtifactDeletedData,
     HoldChangedData,
     parse_domain_event,
 )
-from shared.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
-from shared.keystore import DataKey
-from shared.policy import load_policies
-from shared.records import sealed_aad
+from shared.contracts.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
+from shared.policy.registry import load_policies
+from shared.recordstore.keystore import DataKey
+from shared.recordstore.store import sealed_aad
+from shared.security.auth import Role
+from shared.security.crypto import open_sealed
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.retention_env import (
     Env,

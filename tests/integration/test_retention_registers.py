@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import func, select
 
 from services.retention.models import Certificate, ScheduleItem
-from shared.auth import Role
-from shared.keystore import DataKey
-from shared.records import SubjectIndex
+from shared.recordstore.keystore import DataKey
+from shared.recordstore.store import SubjectIndex
+from shared.security.auth import Role
 from tests.integration.conftest import eventually, new_id, wav_bytes
 from tests.integration.retention_env import (
     Env,
@@ -456,7 +456,7 @@ async def test_dvv_case_data_runs_from_the_closing_and_recordings_from_the_end_o
 
     # In April the customer writes about the same case again and it is reopened and closed: the new case data
     # gets a year from the new closing, like any other. Months pass between the deletion and the return, so
-    # no process still holds the destroyed key in its cache (see shared.keystore).
+    # no process still holds the destroyed key in its cache (see shared.recordstore.keystore).
     env.ingest_app.state.keystore.forget([(case, "case_data")])
     third_closed = at(2026, 4, 14, 9, 10)
     await post_events(

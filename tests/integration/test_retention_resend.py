@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select, text
 
 from services.retention.models import Certificate
-from shared.events import CONTACT_EVENTS_TOPIC
-from shared.kafka import DLQ_SUFFIX, ConsumerLoop
+from shared.contracts.events import CONTACT_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop
 from tests.integration.conftest import eventually, new_id, read_topic
 from tests.integration.retention_env import (
     Env,

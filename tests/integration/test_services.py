@@ -13,8 +13,8 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
-from shared.policy import PolicyError
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.policy.registry import PolicyError
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.apikeys import INVALID_KEY, KEY_PATTERN, _new_key_id, parse_api_key
-from shared.auth import (
+from services.ingest.apikeys import INVALID_KEY, KEY_PATTERN, _new_key_id, parse_api_key
+from shared.platform.logging import scrub_text
+from shared.platform.settings import Settings
+from shared.security.auth import (
     AuthError,
     Principal,
     PrincipalDep,
@@ -20,8 +22,6 @@ from shared.auth import (
     generate_signing_key,
     mint_token,
 )
-from shared.logging import scrub_text
-from shared.settings import Settings
 
 KEY_ID = "0123456789abcdef"
 GOOD_KEY = f"sailo_{KEY_ID}_{'a1' * 32}"

@@ -1,4 +1,4 @@
-"""Unit tests for shared.audit: entries, hash chain, RFC 6962 Merkle proofs, checkpoints and verification."""
+"""Unit tests for shared.audit.chain: entries, hash chain, RFC 6962 Merkle proofs, checkpoints and verification."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.audit import (
+from shared.audit.chain import (
     GENESIS_HASH,
     Action,
     AuditChain,
@@ -42,7 +42,7 @@ from shared.audit import (
     verify_inclusion,
     verify_stream,
 )
-from shared.crypto import BlindIndex
+from shared.security.crypto import BlindIndex
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -609,7 +609,7 @@ def test_verify_file_reports_tampered_and_garbled_lines(tmp_path: Path) -> None:
 
 def test_sailo_audit_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What an auditor runs on a dump of the audit topic: exit 0 when intact, 1 and the position when not."""
-    from shared.cli import main
+    from deploy.cli import main
 
     events = _events(1000)[:150]
     checkpoint = sign_checkpoint(KEY, [e.leaf for e in events[:100]], issued_at=T0)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.audit import (
+from shared.audit.chain import (
     MAX_OBJECT_IDS,
     Action,
     AuditChain,
@@ -21,8 +21,7 @@ from shared.audit import (
     merkle_root,
     validate_fields,
 )
-from shared.audit_relay import merge_in_order
-from shared.auditlog import (
+from shared.audit.log import (
     SYSTEM_ACTOR_NAMESPACE,
     SYSTEM_ROLE,
     actor_ref,
@@ -31,9 +30,10 @@ from shared.auditlog import (
     public_key_pem,
     system_actor,
 )
-from shared.crypto import BlindIndex
-from shared.runtime import audit_signing_key, audit_signing_key_file, local_key_pair
-from shared.settings import Settings
+from shared.audit.relay import merge_in_order
+from shared.platform.runtime import audit_signing_key, audit_signing_key_file, local_key_pair
+from shared.platform.settings import Settings
+from shared.security.crypto import BlindIndex
 
 BLIND_INDEX = BlindIndex(bytes(range(32)))
 WHEN = datetime(2026, 3, 2, 9, 15, tzinfo=timezone(timedelta(hours=2)))

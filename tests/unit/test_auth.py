@@ -1,4 +1,4 @@
-"""Unit tests for shared.auth: the local issuer, token verification (RFC 8725), the FastAPI dependencies."""
+"""Unit tests for shared.security.auth: the local issuer, token verification (RFC 8725), the FastAPI dependencies."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI
 from jwt.algorithms import OKPAlgorithm
 
-from shared.auth import (
+from shared.platform.settings import Settings
+from shared.security.auth import (
     ALGORITHM,
     REQUIRED_CLAIMS,
     AuthError,
@@ -35,7 +36,6 @@ from shared.auth import (
     mint_token,
     require_roles,
 )
-from shared.settings import Settings
 
 ISSUER = "sailo-test"
 AUDIENCE = "sailo"

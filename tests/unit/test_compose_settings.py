@@ -1,4 +1,4 @@
-"""docker-compose.yml agrees with shared.settings.Settings and the Dockerfile (parsed, no engine needed)."""
+"""docker-compose.yml agrees with shared.platform.settings.Settings and the Dockerfile (parsed, no engine needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -64,7 +64,7 @@ def test_environment_names_are_settings_fields(services: dict[str, dict[str, Any
     env = environment(services[name])
     assert env, f"{name} sets no environment"
     unknown = sorted(key for key in env if key.lower() not in fields)
-    assert not unknown, f"{name} sets {unknown}, which shared.settings.Settings does not read"
+    assert not unknown, f"{name} sets {unknown}, which shared.platform.settings.Settings does not read"
 
 
 @pytest.mark.parametrize("name", SAILO_SERVICES)
@@ -99,7 +99,7 @@ def test_sailo_services_share_one_dockerfile(services: dict[str, dict[str, Any]]
 def test_commands(services: dict[str, dict[str, Any]]) -> None:
     for name in HTTP_SERVICES:
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
-    assert services["migrate"]["command"] == ["python", "-m", "shared.db", "upgrade"]
+    assert services["migrate"]["command"] == ["python", "-m", "shared.platform.db", "upgrade"]
 
 
 def test_ports_match_settings_defaults(services: dict[str, dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.events import EVENT_TYPES, SCHEMA_DIR, example_event, json_schemas, parse_contact_event
+from shared.contracts.events import EVENT_TYPES, SCHEMA_DIR, example_event, json_schemas, parse_contact_event
 
 
 def test_checked_in_json_schemas_match_the_contracts() -> None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi as Driver
 from sqlalchemy.exc import DBAPIError
 
-from shared.http import database_went_away
+from shared.platform.http import database_went_away
 
 
 def _as_sqlalchemy_raises_it(error: asyncpg.PostgresError, adapted: type[Exception]) -> DBAPIError:

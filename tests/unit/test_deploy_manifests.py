@@ -14,11 +14,11 @@ import yaml
 from pydantic import SecretStr
 
 from services.ingest.app import INTAKE
-from shared.audit_relay import AUDIT_TOPIC
-from shared.domain_events import DSR_EVENTS_TOPIC, EXPORT_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
-from shared.events import CONTACT_EVENTS_TOPIC
-from shared.kafka import DLQ_SUFFIX
-from shared.settings import Settings
+from shared.audit.relay import AUDIT_TOPIC
+from shared.contracts.domain_events import DSR_EVENTS_TOPIC, EXPORT_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
+from shared.contracts.events import CONTACT_EVENTS_TOPIC
+from shared.messaging.kafka import DLQ_SUFFIX
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -119,7 +119,7 @@ def test_no_secret_values_are_committed(documents: list[Manifest]) -> None:
 
 def test_configmap_names_are_settings_fields(documents: list[Manifest]) -> None:
     unknown = sorted(set(configmap(documents)) - setting_names())
-    assert not unknown, f"the ConfigMap sets {unknown}, which shared.settings.Settings does not read"
+    assert not unknown, f"the ConfigMap sets {unknown}, which shared.platform.settings.Settings does not read"
 
 
 def test_configmap_makes_valid_production_settings(documents: list[Manifest]) -> None:
@@ -203,8 +203,8 @@ def test_service_and_disruption_budget_per_deployment(documents: list[Manifest])
 def test_migration_job(documents: list[Manifest]) -> None:
     (job,) = of_kind(documents, "Job")
     (container,) = containers(job)
-    assert container["command"] == ["python", "-m", "shared.db", "upgrade"]
-    assert "def main" in (ROOT / "shared" / "db.py").read_text()
+    assert container["command"] == ["python", "-m", "shared.platform.db", "upgrade"]
+    assert "def main" in (ROOT / "shared" / "platform" / "db.py").read_text()
 
 
 def test_engines(documents: list[Manifest]) -> None:

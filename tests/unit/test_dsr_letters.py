@@ -35,7 +35,7 @@ from services.dsr.letters import (
     no_data_letter,
     restriction_lifted_letter,
 )
-from shared.policy import (
+from shared.policy.registry import (
     Action,
     ArtifactClass,
     LegalBasis,
@@ -661,7 +661,8 @@ def test_findings_are_checked(registry: PolicyRegistry) -> None:
 
 
 def test_every_enum_member_has_its_words() -> None:
-    # A new member added to shared.policy or here must come with its phrases, or a letter would fail at runtime.
+    # A new member added to shared.policy.registry or here must come with its phrases, or a letter would fail
+    # at runtime.
     from services.dsr import letters
 
     tables: list[tuple[object, type[StrEnum]]] = [

@@ -7,7 +7,7 @@ from typing import get_args
 
 from services.export.notices import ACTIONS
 from services.export.notices_api import NoticeRead
-from shared.domain_events import NoticeData
+from shared.contracts.domain_events import NoticeData
 
 
 def _kinds(annotation: object) -> set[str]:

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from services.export.packer import pack
-from shared.blobstore import BlobNotFound, FileBlobStore
-from shared.crypto import DecryptionError, decrypt_stream, encrypt_stream
-from shared.recordings import RecordingCheck, RecordingIntegrityError, RecordingStream
-from shared.records import sealed_aad
+from shared.recordstore.recordings import RecordingCheck, RecordingIntegrityError, RecordingStream
+from shared.recordstore.store import sealed_aad
+from shared.security.crypto import DecryptionError, decrypt_stream, encrypt_stream
+from shared.storage.blobstore import BlobNotFound, FileBlobStore
 
 AAD = b"sailo-loan-package:test"
 MODIFIED = datetime(2026, 11, 24, 9, tzinfo=UTC)

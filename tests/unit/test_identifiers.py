@@ -1,4 +1,4 @@
-"""Identifier normalisation and validation (shared/identifiers.py)."""
+"""Identifier normalisation and validation (shared/contracts/identifiers.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from shared.identifiers import (
+from shared.contracts.identifiers import (
     IdentifierError,
     normalise_email,
     normalise_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from uuid import UUID
 
-from shared.ids import uuid7, uuid7s
+from shared.platform.ids import uuid7, uuid7s
 
 
 def test_uuid7_is_a_valid_version_7_uuid_carrying_the_time() -> None:

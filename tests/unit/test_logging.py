@@ -1,4 +1,4 @@
-"""Logging configuration and the personal-data scrubber (shared/logging.py)."""
+"""Logging configuration and the personal-data scrubber (shared/platform/logging.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.logging import (
+from shared.platform.logging import (
     REDACTED,
     configure_logging,
     get_logger,

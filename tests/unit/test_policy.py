@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import yaml
 
-from shared.policy import (
+from shared.policy.registry import (
     Action,
     ArtifactClass,
     LegalBasis,

@@ -1,4 +1,4 @@
-"""Unit tests for shared.ratelimit: the token bucket and the 429 it leads to, on a clock the test moves."""
+"""Unit tests for services.ingest.ratelimit: the token bucket and the 429 it leads to, on a clock the test moves."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.auth import Principal, RateLimit, Role
-from shared.http import PROBLEM_JSON, install_common
-from shared.ratelimit import RateLimiter, TokenBucket, enforce_rate_limit, retry_after_seconds
+from services.ingest.ratelimit import RateLimiter, TokenBucket, enforce_rate_limit, retry_after_seconds
+from shared.platform.http import PROBLEM_JSON, install_common
+from shared.security.auth import Principal, RateLimit, Role
 
 
 class FakeMonotonic:

@@ -17,7 +17,7 @@ from services.retention.calendar import (
     first_instant_at,
     wall_clock,
 )
-from shared.policy import Period
+from shared.policy.registry import Period
 
 MICROSECOND = timedelta(microseconds=1)
 

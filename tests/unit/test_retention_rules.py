@@ -21,7 +21,7 @@ from services.retention.rules import (
     due_items,
     due_items_for_version,
 )
-from shared.policy import (
+from shared.policy.registry import (
     Action,
     ArtifactClass,
     Period,

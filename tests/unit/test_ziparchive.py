@@ -1,4 +1,4 @@
-"""The streamed ZIP writer (shared.ziparchive): what it writes opens in Python's zipfile and in Info-ZIP's unzip
+"""The streamed ZIP writer (shared.storage.ziparchive): what it writes opens in Python's zipfile and in Info-ZIP's unzip
 with every CRC right, in plain and in ZIP64 form, and a streamed member's audio passes through uncopied."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import ziparchive
-from shared.ziparchive import ZipEntry, zip_stream
+from shared.storage import ziparchive
+from shared.storage.ziparchive import ZipEntry, zip_stream
 
 MODIFIED = datetime(2026, 11, 24, 9, 30, 16)
 

@@ -1,0 +1,182 @@
+"""The transactional outbox: a service's state change and the event announcing it commit together.
+
+A service calls :func:`enqueue` (or inserts into ``outbox.events`` set-based, as the sweeper does) inside the
+transaction that changes its state; the relay then publishes what committed. Without it, a crash between a
+commit and a publish would lose the event (an institute never told to destroy a lent recording), and a
+publish before the commit would announce something that then rolled back.
+
+The relay runs in every service process (:class:`shared.platform.runtime.Runtime` starts it). Each round is one
+transaction holding a transaction-level advisory lock, so one relay publishes at a time and the topics get the
+events in the outbox's order (per key, the order the state changed). It takes rows in id order, sends them
+(acks=all), waits for every acknowledgement, then deletes them and commits. A crash or a failed commit after
+the sends repeats them next round: delivery is at least once, and consumers keep a tracking row per event id
+(shared.messaging.kafka's consumer loop), which makes the effect exactly once. A broker outage only lets rows wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import BigInteger, DateTime, String, delete, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.contracts.domain_events import EVENT_DATA, DomainEvent
+from shared.messaging.kafka import ensure_topics
+from shared.platform.db import Base
+from shared.platform.faults import fault_point
+from shared.platform.logging import get_logger
+from shared.platform.settings import Settings
+
+log = get_logger(__name__)
+
+SCHEMA: Final = "outbox"
+RELAY_LOCK_ID: Final = 0x5A11_0B0C5
+"""pg_try_advisory_xact_lock key of the relay's rounds (unlike the audit relay's and the migrations')."""
+MIN_BACKOFF, MAX_BACKOFF = 0.5, 10.0
+
+
+class OutboxEvent(Base):
+    """An event committed with its state change and not yet acknowledged by the broker."""
+
+    __tablename__ = "events"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    """The logical topic (without KAFKA_TOPIC_PREFIX)."""
+    key: Mapped[str] = mapped_column(String(100))
+    """The partition key: a pseudonym (contact_ref, hold number, case or loan id), so one thing's events stay
+    in order."""
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def envelope(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    producer: str,
+    occurred_at: datetime,
+    version: int = 1,
+    correlation_id: str | None = None,
+) -> DomainEvent:
+    """A validated envelope: `data` is checked against its contract here, in the producer's transaction, so a
+    bad event fails the state change that made it rather than a consumer later."""
+    event = DomainEvent(
+        id=uuid4(),
+        type=event_type,
+        version=version,
+        occurred_at=occurred_at,
+        producer=producer,
+        correlation_id=correlation_id,
+        data=data,
+    )
+    checked = EVENT_DATA[event_type, version].model_validate(data)
+    return event.model_copy(update={"data": checked.model_dump(mode="json")})
+
+
+async def enqueue(session: AsyncSession, *, topic: str, key: str | UUID, event: DomainEvent) -> None:
+    """Add `event` to the outbox in the caller's transaction: it is published once that commits."""
+    session.add(OutboxEvent(topic=topic, key=str(key), event=event.model_dump(mode="json")))
+    await session.flush()
+
+
+@dataclass
+class OutboxRelay:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    batch: int = 1000
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _topics_ready: set[str] = field(default_factory=set, init=False)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self, *, grace_seconds: float = 10.0) -> None:
+        """Let the current round finish (a round cut short rolls back and is repeated), then end the task."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+        if not done:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Rounds until stop(): at once while rows wait, else every OUTBOX_RELAY_INTERVAL_SECONDS."""
+        backoff = MIN_BACKOFF
+        while not self._stopping.is_set():
+            try:
+                published = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or the broker is away: the rows wait, nothing is lost
+                log.warning("outbox.relay_retrying", error=type(exc).__name__, retry_in_seconds=backoff)
+                self._topics_ready.clear()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = MIN_BACKOFF
+            if published < self.batch:
+                await self._pause(self.settings.outbox_relay_interval_seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def tick(self) -> int:
+        """One round; how many events it published (0 when another relay holds the lock)."""
+        async with self.sessionmaker() as session:
+            # Cheap and lock-free: idle rounds are the usual case.
+            if not await session.scalar(text("SELECT EXISTS (SELECT 1 FROM outbox.events)")):
+                return 0
+        async with self.sessionmaker() as session, session.begin():
+            locked = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": RELAY_LOCK_ID}
+            )
+            if not locked:
+                return 0
+            rows = (
+                await session.execute(
+                    select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.event)
+                    .order_by(OutboxEvent.id)
+                    .limit(self.batch)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self._ensure_topics({topic for _, topic, _, _ in rows})
+            # A crash here leaves the committed rows for the next relay: nothing is lost between write and publish.
+            fault_point("outbox.before_publish")
+            sends = [
+                await self.producer.send(
+                    self.settings.topic(topic), value=orjson.dumps(event), key=key.encode()
+                )
+                for _, topic, key, event in rows
+            ]
+            await asyncio.gather(*sends)
+            # A crash here repeats this round's events: consumers absorb them by event id.
+            fault_point("outbox.after_publish")
+            # By id, not "up to the last id": a transaction that drew a smaller id may commit only now.
+            await session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([row[0] for row in rows])))
+        return len(rows)
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        missing = topics - self._topics_ready
+        if missing:
+            await ensure_topics(self.settings, [self.settings.topic(topic) for topic in sorted(missing)])
+            self._topics_ready |= missing
