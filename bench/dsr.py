@@ -63,7 +63,6 @@ from sqlalchemy import select
 from bench.retention import NOW, POLICY_VERSION, REGISTER, Bench
 from bench.scratch import scratch_postgres
 from services.dsr import letters
-from services.dsr.deadlines import HELSINKI
 from services.dsr.models import Request
 from services.dsr.package import PackageInfo, build_access_package, open_package
 from services.dsr.service import (
@@ -79,7 +78,7 @@ from services.ingest.recordings import RecordingService
 from shared.audit.log import actor_ref
 from shared.contracts.events import SealedContactEvent, example_event
 from shared.contracts.identifiers import normalise_phone
-from shared.platform.clock import FrozenClock
+from shared.platform.clock import HELSINKI, FrozenClock
 from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings

@@ -480,7 +480,7 @@ class Bench:
                 )
             ):
                 await asyncio.sleep(0.2)
-            sweeper.stop()
+            await sweeper.stop()
             await task
             certificates = await connection.fetch(
                 "SELECT contact_ref, artifact_class, done_at FROM retention.certificates WHERE done_at > $1",

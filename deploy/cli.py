@@ -53,7 +53,7 @@ SERVICES = (
 
 
 def _ensure_signing_key(data_dir: Path) -> tuple[Path, Path]:
-    from shared.platform.runtime import local_issuer_keys
+    from shared.security.auth import local_issuer_keys
 
     return local_issuer_keys(data_dir)
 
@@ -352,8 +352,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def cmd_audit_public_key(_: argparse.Namespace) -> int:
     from shared.audit.chain import key_id
-    from shared.audit.log import public_key_pem
-    from shared.platform.runtime import audit_signing_key
+    from shared.audit.log import audit_signing_key, public_key_pem
     from shared.platform.settings import Settings
 
     try:

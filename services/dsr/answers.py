@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters
-from services.dsr.deadlines import HELSINKI
 from services.dsr.disclosures import loans_of
 from services.dsr.models import Candidate, Package, Request
 from services.dsr.package import build_access_package
@@ -33,6 +32,7 @@ from services.dsr.service import (
     require_verified,
     restrict,
 )
+from shared.platform.clock import HELSINKI
 from shared.policy.registry import PolicyRegistry, PolicyVersion, RightName
 from shared.recordstore.keystore import KeyStore
 from shared.security.crypto import BlindIndex, generate_data_key, wrap_data_key

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters, service
 from services.dsr.answers import answer, package_key_context
-from services.dsr.deadlines import HELSINKI
 from services.dsr.models import Candidate, Package
 from services.dsr.models import Request as DsrRequest
 from services.dsr.package import open_package
@@ -43,15 +42,12 @@ from services.dsr.schemas import (
     StatusChange,
     StepWithLetter,
 )
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record, record_not_found
-from shared.platform.http import (
-    ApiError,
-    json_body,
-    json_body_openapi,
-    problem_responses,
-)
-from shared.platform.runtime import runtime
+from shared.platform.clock import HELSINKI
+from shared.platform.errors import ApiError
+from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.registry import PolicyRegistry, RightName
 from shared.security.access import authorize
 from shared.security.auth import Principal

@@ -6,7 +6,6 @@ legal basis, on time by the calendar.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,11 +14,12 @@ from fastapi import FastAPI
 from services.dsr.api import router
 from services.dsr.disclosures import GROUP, DisclosureHandler
 from services.dsr.watch import DeadlineWatch
+from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
 from shared.platform.logging import get_logger
-from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
 from shared.security.crypto import BlindIndex
@@ -42,6 +42,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             blobs=blobs,
             clock=rt.clock,
             reminder_working_days=settings.dsr_reminder_working_days,
+            interval_seconds=settings.dsr_watch_interval_seconds,
         )
         app.state.watch = watch
         # The export service's loan events: which loans included whose contacts (recipients in access replies).
@@ -55,20 +56,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             group=GROUP,
             handler=DisclosureHandler(rt.clock),
         )
-        await disclosures.start()
-        tasks = [asyncio.create_task(disclosures.run(), name="consumer:dsr-disclosures")]
+        work: list[BackgroundWork] = [disclosures]
         if run_watch:
-            tasks.append(
-                asyncio.create_task(watch.run(settings.dsr_watch_interval_seconds), name="dsr-deadline-watch")
-            )
+            work.append(watch)
         try:
-            yield
+            async with in_background(*work):
+                yield
         finally:
-            watch.stop()
-            await disclosures.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await blobs.close()
 
     app = create_service_app(

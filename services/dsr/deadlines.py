@@ -61,14 +61,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from zoneinfo import ZoneInfo
+
+from shared.platform.clock import HELSINKI, add_months
 
 __all__ = [
     "HELSINKI",
     "MAX_EXTENSION_MONTHS",
     "REMINDER_TIME",
     "Deadline",
-    "add_months",
     "easter_sunday",
     "finnish_public_holidays",
     "is_working_day",
@@ -77,8 +77,6 @@ __all__ = [
     "reminder_at",
     "statutory_deadline",
 ]
-
-HELSINKI = ZoneInfo("Europe/Helsinki")
 
 #: Art. 12(3): "may be extended by two further months".
 MAX_EXTENSION_MONTHS = 2
@@ -163,18 +161,6 @@ def next_working_day(day: date) -> date:
     return day
 
 
-def add_months(day: date, months: int) -> date:
-    """`day` plus `months` calendar months, clamped to the last day of a shorter month (1182/71 Art. 3(2)(c)).
-
-    No rolling to a working day: that is a separate step (Art. 3(4)).
-    """
-    if months < 0:
-        raise ValueError("statutory periods only run forward")
-    year, month_index = divmod(day.year * 12 + day.month - 1 + months, 12)
-    month = month_index + 1
-    return date(year, month, min(day.day, _days_in_month(year, month)))
-
-
 def statutory_deadline(received_at: datetime, *, extension_months: int = 0) -> Deadline:
     """The Art. 12(3) deadline of a request received at the aware instant `received_at`.
 
@@ -216,11 +202,6 @@ def reminder_at(deadline: Deadline, *, working_days_before: int = 5) -> datetime
 
 def _end_of_day(day: date) -> datetime:
     return datetime.combine(day + _ONE_DAY, time(0), tzinfo=HELSINKI).astimezone(UTC)
-
-
-def _days_in_month(year: int, month: int) -> int:
-    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-    return (following - date(year, month, 1)).days
 
 
 def _require_gregorian(year: int) -> None:

@@ -44,8 +44,8 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dsr.deadlines import HELSINKI
 from services.dsr.letters import PackageContents
+from shared.platform.clock import HELSINKI
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyRef, KeyStore
 from shared.recordstore.recordings import RecordingStream, read_recording

@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dsr.deadlines import HELSINKI, statutory_deadline
+from services.dsr.deadlines import statutory_deadline
 from services.dsr.models import REQUEST_KEY_CLASS, Candidate, Request
 from services.dsr.rights import RegisterRight, rights_for
 from shared.audit.chain import Action
@@ -32,6 +32,7 @@ from shared.audit.log import record
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.identifiers import IdentifierError, normalise_identifier
 from shared.messaging.outbox import enqueue, envelope
+from shared.platform.clock import HELSINKI
 from shared.policy.registry import PolicyRegistry, RightName
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import Contact, SubjectIndex

@@ -13,13 +13,13 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.dsr.deadlines import HELSINKI, reminder_at, statutory_deadline
+from services.dsr.deadlines import reminder_at, statutory_deadline
 from services.dsr.models import Package, Request
 from services.dsr.service import OPEN_STATUSES, SERVICE, announce, audit_step, lift_restriction
 from shared.audit.log import SYSTEM_ROLE, system_actor
-from shared.platform.clock import Clock
+from shared.platform.clock import HELSINKI, Clock
 from shared.platform.logging import get_logger
-from shared.platform.periodic import Periodic
+from shared.platform.runtime import Periodic
 from shared.storage.blobstore import BlobStore
 
 log = get_logger(__name__)
@@ -28,6 +28,7 @@ _LOOKAHEAD: Final = timedelta(days=40)
 
 
 class DeadlineWatch(Periodic):
+    name = "dsr-deadline-watch"
     failure_event = "dsr.watch_failed"
 
     def __init__(
@@ -37,12 +38,13 @@ class DeadlineWatch(Periodic):
         blobs: BlobStore,
         clock: Clock,
         reminder_working_days: int,
+        interval_seconds: float = 60.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.blobs = blobs
         self.clock = clock
         self.reminder_working_days = reminder_working_days
-        super().__init__()
+        super().__init__(interval_seconds=interval_seconds)
 
     async def round(self) -> tuple[int, int, int]:
         return await self.tick()

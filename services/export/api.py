@@ -42,11 +42,13 @@ from services.export.schemas import (
     SelectionCreate,
     SelectionRead,
 )
-from services.export.selection import HELSINKI, RECORDING, Criteria, Override, lending_registers, select_items
+from services.export.selection import RECORDING, Criteria, Override, lending_registers, select_items
+from shared.app import runtime
 from shared.audit.chain import Action
+from shared.platform.clock import HELSINKI
 from shared.platform.db import bulk_insert
-from shared.platform.http import ApiError, json_body, json_body_openapi, problem_responses
-from shared.platform.runtime import runtime
+from shared.platform.errors import ApiError
+from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import apply_record_rules
 from shared.security.auth import Role

@@ -6,7 +6,6 @@ service development, small cells suppressed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,10 +18,11 @@ from services.export.notices_api import router as notices_router
 from services.export.package_api import router as package_router
 from services.export.statistics_api import router as statistics_router
 from services.export.watch import LoanWatch
+from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
-from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
 from shared.security.crypto import BlindIndex
@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             clock=rt.clock,
             reminder_days=settings.export_reminder_days,
             escalation_days=settings.export_notice_escalation_days,
+            interval_seconds=settings.export_watch_interval_seconds,
         )
         app.state.watch = watch
         # Retention's deletions and the DSR service's decisions: notices to the institutes holding the items
@@ -64,26 +65,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
             )
             for topic, group in ((retention_topic, RETENTION_GROUP), (dsr_topic, DSR_GROUP))
         ]
-        for consumer in consumers:
-            await consumer.start()
-        tasks = [
-            asyncio.create_task(consumer.run(), name=f"consumer:{consumer.group}") for consumer in consumers
-        ]
+        work: list[BackgroundWork] = [*consumers]
         if run_watch:
-            tasks.append(
-                asyncio.create_task(
-                    watch.run(settings.export_watch_interval_seconds), name="export-loan-watch"
-                )
-            )
+            work.append(watch)
         try:
-            yield
+            async with in_background(*work):
+                yield
         finally:
-            watch.stop()
-            for consumer in consumers:
-                await consumer.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await blobs.close()
 
     app = create_service_app(

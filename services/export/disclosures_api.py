@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 from services.export.loans import LIST_BODY_LIMIT, Authorized, actor, audit
 from services.export.models import Disclosure, Loan, LoanItem
 from services.export.schemas import DisclosureCreate, DisclosureEntry, DisclosureRegister
+from shared.app import runtime
 from shared.audit.chain import Action
-from shared.platform.http import ApiError, json_body, json_body_openapi, problem_responses
-from shared.platform.runtime import runtime
+from shared.platform.errors import ApiError
+from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.registry import PolicyRegistry
 
 router = APIRouter(prefix="/v1", tags=["disclosures"])

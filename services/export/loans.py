@@ -17,12 +17,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record, record_not_found
 from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
 from shared.messaging.outbox import enqueue, envelope
-from shared.platform.http import ApiError
-from shared.platform.runtime import runtime
+from shared.platform.errors import ApiError
 from shared.security.access import authorize
 from shared.security.auth import Principal, Role
 from shared.security.crypto import BlindIndex

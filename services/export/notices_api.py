@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.export.loans import Authorized, actor, announce, audit, not_found
 from services.export.models import Loan, Notice
 from services.export.notices import ACTIONS, notice_data
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.platform.http import problem_responses
-from shared.platform.runtime import runtime
 from shared.security.access import apply_record_rules
 from shared.security.auth import Principal, Role
 

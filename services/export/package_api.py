@@ -29,10 +29,11 @@ from services.export.package import (
     key_context,
     package_aad,
 )
+from shared.app import runtime
 from shared.audit.chain import Action
-from shared.platform.http import ApiError, problem_responses
+from shared.platform.errors import ApiError
+from shared.platform.http import problem_responses
 from shared.platform.logging import get_logger
-from shared.platform.runtime import runtime
 from shared.recordstore.keystore import KeyStore
 from shared.security.access import apply_record_rules
 from shared.security.auth import Role

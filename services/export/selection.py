@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.platform.clock import HELSINKI
 from shared.policy.registry import ArtifactClass, PolicyRegistry, RecipientKind
 
 RECORDING: Final = ArtifactClass.RECORDING.value
-HELSINKI: Final = ZoneInfo("Europe/Helsinki")
 
 # In the order they are tested: a contact is counted once, under the first that applies.
 EXCLUSIONS: Final = ("restricted", "dsr_hold", "erasure", "objection", "retention_ends_before_study_end")

@@ -66,11 +66,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.platform.clock import HELSINKI
 from shared.recordstore.store import Contact
 
 __all__ = [
@@ -95,7 +95,6 @@ __all__ = [
 
 THRESHOLD: Final = 5
 """The smallest number of contacts a published count may describe."""
-HELSINKI: Final = ZoneInfo("Europe/Helsinki")
 FIRST_DAY: Final = date(1900, 1, 1)
 """A Monday before any register began: the earliest day a period starts."""
 SUPPRESSED: Final = ".."

@@ -22,10 +22,11 @@ from services.export.statistics import (
     suppress,
     to_csv,
 )
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record
-from shared.platform.http import ApiError, problem_responses
-from shared.platform.runtime import runtime
+from shared.platform.errors import ApiError
+from shared.platform.http import problem_responses
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import authorize
 from shared.security.auth import Principal

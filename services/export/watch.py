@@ -19,12 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.export.loans import SERVICE, announce
 from services.export.models import Loan, LoanItem, Notice
 from services.export.notices import notice_data
-from services.export.statistics import HELSINKI
 from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
-from shared.platform.clock import Clock
+from shared.platform.clock import HELSINKI, Clock
 from shared.platform.logging import get_logger
-from shared.platform.periodic import Periodic
+from shared.platform.runtime import Periodic
 
 log = get_logger(__name__)
 
@@ -40,6 +39,7 @@ class Round:
 
 
 class LoanWatch(Periodic):
+    name = "export-loan-watch"
     failure_event = "export.watch_failed"
 
     def __init__(
@@ -49,12 +49,13 @@ class LoanWatch(Periodic):
         clock: Clock,
         reminder_days: int,
         escalation_days: int,
+        interval_seconds: float = 60.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.reminder_days = reminder_days
         self.escalation_days = escalation_days
-        super().__init__()
+        super().__init__(interval_seconds=interval_seconds)
 
     async def round(self) -> Round:
         return await self.tick()

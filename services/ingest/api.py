@@ -16,12 +16,13 @@ from services.ingest.intake import IntakeService, Outcome
 from services.ingest.ratelimit import enforce_rate_limit
 from services.ingest.recordings import WAV_CONTENT_TYPES, RecordingService
 from services.ingest.schemas import BatchRead, ContactRead, EventOutcomeRead, RecordingRead
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.chain import Outcome as AuditOutcome
 from shared.audit.log import actor_ref, record, record_now
 from shared.contracts.events import EVENT_TYPES, example_event
-from shared.platform.http import PROBLEM_JSON, PROBLEM_SCHEMA, ApiError, FieldError
-from shared.platform.runtime import runtime
+from shared.platform.errors import ApiError, FieldError
+from shared.platform.http import PROBLEM_JSON, PROBLEM_SCHEMA
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import Contact

@@ -16,17 +16,18 @@ from services.ingest.handlers import IntakeHandler, RecordStoreHandler
 from services.ingest.intake import IntakeService
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.recordings import RecordingService
+from shared.app import Runtime, check_broker, check_database
 from shared.contracts.events import CONTACT_EVENT_ADAPTER, CONTACT_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
 from shared.platform.http import install_common
 from shared.platform.logging import get_logger
-from shared.platform.runtime import Runtime, check_broker, check_database, install_auth
 from shared.platform.settings import Settings
 from shared.policy.history import record_applied_policies
 from shared.policy.registry import load_policies
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import RecordStore
+from shared.security.auth import install_auth
 from shared.security.crypto import BlindIndex
 from shared.storage.blobstore import create_blob_store
 

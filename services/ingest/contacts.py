@@ -17,7 +17,7 @@ from services.ingest.schemas import (
     RecordingInfo,
     RectificationRead,
 )
-from shared.platform.http import ApiError
+from shared.platform.errors import ApiError
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import Artifact, Contact, ContactEventRow, Party, rectifications_of, sealed_aad

@@ -34,8 +34,9 @@ from shared.contracts.events import (
 from shared.contracts.identifiers import normalise_name, normalise_nickname
 from shared.platform.clock import Clock
 from shared.platform.db import bulk_insert
+from shared.platform.errors import FieldError
 from shared.platform.faults import fault_point
-from shared.platform.http import FieldError, pydantic_errors
+from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
 from shared.policy.registry import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownRegister
 from shared.recordstore.keystore import KeyStore

@@ -26,7 +26,7 @@ from typing import Final
 from fastapi import Request
 from prometheus_client import Counter
 
-from shared.platform.http import ApiError, FieldError
+from shared.platform.errors import ApiError, FieldError
 from shared.platform.settings import Settings
 from shared.security.auth import Principal
 

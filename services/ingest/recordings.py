@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.platform.http import ApiError, FieldError
+from shared.platform.errors import ApiError, FieldError
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import Artifact, Contact, sealed_aad
 from shared.security.crypto import decrypt_stream, encrypt_stream

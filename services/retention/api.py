@@ -17,7 +17,6 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.retention.calendar import HELSINKI
 from services.retention.holds import holds_on_contact, is_active, lift_hold, place_hold
 from services.retention.models import Certificate, ContactFacts, Hold, ScheduleItem
 from services.retention.rules import describe_period
@@ -36,16 +35,13 @@ from services.retention.schemas import (
     PolicyVersionRead,
     ScheduleEntryRead,
 )
+from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record
 from shared.contracts.identifiers import IdentifierError, normalise_identifier
-from shared.platform.http import (
-    ApiError,
-    json_body,
-    json_body_openapi,
-    problem_responses,
-)
-from shared.platform.runtime import runtime
+from shared.platform.clock import HELSINKI
+from shared.platform.errors import ApiError
+from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import authorize
 from shared.security.auth import Principal

@@ -6,7 +6,6 @@ and certifies each deletion.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,12 +15,13 @@ from services.retention.api import router
 from services.retention.requests import RequestHandler
 from services.retention.schedule import ScheduleHandler
 from services.retention.sweeper import Sweeper
+from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.events import CONTACT_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
 from shared.platform.logging import get_logger
-from shared.platform.runtime import Runtime, create_service_app
+from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             clock=rt.clock,
             policies=policies,
             batch_size=settings.retention_sweep_batch,
+            interval_seconds=settings.retention_sweep_interval_seconds,
         )
         app.state.sweeper = sweeper
         # The DSR service's decisions: holds for restrictions on grounds (c) and (d), and erasures.
@@ -75,26 +76,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             group=REQUESTS_GROUP,
             handler=RequestHandler(rt.clock),
         )
-        await scheduler.start()
-        await requests.start()
-        tasks = [
-            asyncio.create_task(scheduler.run(), name="consumer:retention-scheduler"),
-            asyncio.create_task(requests.run(), name="consumer:retention-requests"),
-        ]
+        work: list[BackgroundWork] = [scheduler, requests]
         if run_sweeper:
-            tasks.append(
-                asyncio.create_task(sweeper.run(settings.retention_sweep_interval_seconds), name="sweeper")
-            )
+            work.append(sweeper)
         log.info("retention.started", sweeper=run_sweeper)
         try:
-            yield
+            async with in_background(*work):
+                yield
         finally:
-            sweeper.stop()
-            await scheduler.stop()
-            await requests.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await blobs.close()
 
     app = create_service_app(

@@ -33,39 +33,20 @@ at 04:05, before the one that started at 03:30.)
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from shared.platform.clock import HELSINKI, add_months
 from shared.policy.registry import Period
 
 __all__ = [
-    "HELSINKI",
-    "add_months",
     "add_period",
-    "days_in_month",
     "first_instant_at",
     "wall_clock",
 ]
 
-HELSINKI = ZoneInfo("Europe/Helsinki")
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
-
-
-def days_in_month(year: int, month: int) -> int:
-    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-    return (following - date(year, month, 1)).days
-
-
-def add_months(day: date, months: int) -> date:
-    """`day` plus calendar months, clamped to the last day of a shorter target month."""
-    if months < 0:
-        raise ValueError("retention periods only move forward")
-    index = day.year * 12 + (day.month - 1) + months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(day.day, days_in_month(year, month)))
 
 
 def wall_clock(instant: datetime, tz: ZoneInfo = HELSINKI) -> datetime:

@@ -17,12 +17,12 @@ from uuid import UUID
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.retention.calendar import HELSINKI
 from services.retention.models import ContactFacts, Hold
 from shared.audit.chain import Action
 from shared.audit.log import record
 from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
 from shared.messaging.outbox import enqueue, envelope
+from shared.platform.clock import HELSINKI
 from shared.policy.history import register_ref
 from shared.recordstore.store import SubjectIndex
 

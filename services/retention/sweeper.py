@@ -25,17 +25,16 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Select, String, and_, cast, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.retention.calendar import HELSINKI
 from services.retention.models import BlobDeletion, ContactFacts, Hold, ScheduleItem
 from services.retention.redaction import redact
 from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
-from shared.platform.clock import Clock
+from shared.platform.clock import HELSINKI, Clock
 from shared.platform.faults import fault_point
 from shared.platform.ids import uuid7s
 from shared.platform.logging import get_logger
-from shared.platform.periodic import Periodic
+from shared.platform.runtime import Periodic
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import ContactEventRow, Message, SubjectIndex, sealed_aad
@@ -206,6 +205,7 @@ _REMOVE_EMPTIED = text(
 
 
 class Sweeper(Periodic):
+    name = "retention-sweeper"
     failure_event = "retention.sweep_failed"
 
     def __init__(
@@ -217,6 +217,7 @@ class Sweeper(Periodic):
         clock: Clock,
         policies: PolicyRegistry,
         batch_size: int = 500,
+        interval_seconds: float = 60.0,
     ) -> None:
         self.policies = policies
         self.sessionmaker = sessionmaker
@@ -224,7 +225,7 @@ class Sweeper(Periodic):
         self.blobs = blobs
         self.clock = clock
         self.batch_size = batch_size
-        super().__init__()
+        super().__init__(interval_seconds=interval_seconds)
         # The registry does not change under a running sweeper, so a rule's text is worked out once.
         self._rules: dict[tuple[str, str, str, str, str], str] = {}
 

@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -31,6 +32,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.audit.chain import MAX_OBJECT_IDS, Action, Outcome, validate_fields
 from shared.platform.db import Base
+from shared.platform.settings import Environment, Settings
+from shared.security.auth import local_key_pair
 from shared.security.crypto import BlindIndex
 
 __all__ = [
@@ -303,3 +306,20 @@ def public_key_pem(private_key: Ed25519PrivateKey) -> bytes:
     return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def audit_signing_key_file(settings: Settings) -> Path:
+    """Where the audit checkpoint signing key is: AUDIT_SIGNING_KEY_FILE (mounted from a secret; required in
+    production), else outside production a pair made on first use, SAILO_DATA_DIR/keys/audit-private.pem
+    beside audit-public.pem."""
+    if settings.audit_signing_key_file is not None:
+        return settings.audit_signing_key_file
+    if settings.sailo_env is Environment.PRODUCTION:
+        raise ValueError("AUDIT_SIGNING_KEY_FILE must be set in production")
+    private, _public = local_key_pair(settings.sailo_data_dir, "audit")
+    return private
+
+
+def audit_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The key that signs audit checkpoints (see :func:`audit_signing_key_file`)."""
+    return load_signing_key(audit_signing_key_file(settings).read_bytes())

@@ -45,6 +45,7 @@ from shared.platform.clock import Clock, SystemClock
 from shared.platform.db import bulk_insert
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
+from shared.platform.runtime import repeat_rounds
 from shared.platform.settings import Settings
 
 __all__ = ["AUDIT_TOPIC", "RELAY_LOCK_ID", "TOPIC_CONFIG", "AuditRelay", "dump_topic", "merge_in_order"]
@@ -134,25 +135,22 @@ class AuditRelay:
 
     async def run(self) -> None:
         """Rounds until stop(): at once while work is waiting, else every AUDIT_RELAY_INTERVAL_SECONDS."""
-        backoff = MIN_BACKOFF
-        while not self._stopping.is_set():
-            try:
-                more = await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database or the broker is away: nothing is lost, try again later
-                log.warning("audit.relay_retrying", error=type(exc).__name__, retry_in_seconds=backoff)
-                self._topic_ready = False  # a broker that lost its state (or a new one) needs the topic again
-                await self._pause(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                continue
-            backoff = MIN_BACKOFF
-            if not more:
-                await self._pause(self.settings.audit_relay_interval_seconds)
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        async def one_round() -> bool:
+            return await self.tick()
+
+        async def recover() -> None:
+            # A broker that lost its state (or a new one) needs the topic again.
+            self._topic_ready = False
+
+        await repeat_rounds(
+            one_round,
+            stopping=self._stopping,
+            idle_seconds=self.settings.audit_relay_interval_seconds,
+            failure_event="audit.relay_retrying",
+            backoff=(MIN_BACKOFF, MAX_BACKOFF),
+            recover=recover,
+        )
 
     async def tick(self) -> bool:
         """One round: chain what is waiting, then publish what is not on the topic yet. True if more waits.

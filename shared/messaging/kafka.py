@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.platform.db import Base, bulk_insert
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
+from shared.platform.runtime import repeat_rounds
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyUnavailable
 from shared.security.crypto import DecryptionError
@@ -236,25 +237,29 @@ class ConsumerLoop(Generic[T]):
             raise RuntimeError("consumer loop not started")
         return self._consumer
 
+    @property
+    def name(self) -> str:
+        return f"consumer:{self.group}"
+
     async def run(self) -> None:
-        """Poll, process and commit until stop() is called."""
-        backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-                for records in batches.values():
-                    if records:
-                        await self.process(records)
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # transient: nothing committed, the same records come again
-                if self._stopping.is_set():
-                    return
-                log.warning("kafka.consumer_retrying", group=self.group, error=type(exc).__name__)
-                await self._rewind()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        """Poll, process and commit until stop() is called. A failed batch committed nothing: the loop goes
+        back to the committed offsets and the same records come again."""
+
+        async def one_round() -> bool:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+            for records in batches.values():
+                if records:
+                    await self.process(records)
+            return True  # getmany itself waits while the topic is idle
+
+        await repeat_rounds(
+            one_round,
+            stopping=self._stopping,
+            idle_seconds=0,
+            failure_event="kafka.consumer_retrying",
+            recover=self._rewind,
+            group=self.group,
+        )
 
     async def _rewind(self) -> None:
         """After a failed batch, go back to the last committed offsets so nothing is skipped."""

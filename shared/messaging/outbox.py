@@ -16,7 +16,6 @@ the sends repeats them next round: delivery is at least once, and consumers keep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -34,6 +33,7 @@ from shared.messaging.kafka import ensure_topics
 from shared.platform.db import Base
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
+from shared.platform.runtime import repeat_rounds
 from shared.platform.settings import Settings
 
 log = get_logger(__name__)
@@ -118,25 +118,22 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Rounds until stop(): at once while rows wait, else every OUTBOX_RELAY_INTERVAL_SECONDS."""
-        backoff = MIN_BACKOFF
-        while not self._stopping.is_set():
-            try:
-                published = await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database or the broker is away: the rows wait, nothing is lost
-                log.warning("outbox.relay_retrying", error=type(exc).__name__, retry_in_seconds=backoff)
-                self._topics_ready.clear()
-                await self._pause(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                continue
-            backoff = MIN_BACKOFF
-            if published < self.batch:
-                await self._pause(self.settings.outbox_relay_interval_seconds)
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        async def one_round() -> bool:
+            return await self.tick() >= self.batch
+
+        async def recover() -> None:
+            # A broker that lost its state (or a new one) needs the topics again.
+            self._topics_ready.clear()
+
+        await repeat_rounds(
+            one_round,
+            stopping=self._stopping,
+            idle_seconds=self.settings.outbox_relay_interval_seconds,
+            failure_event="outbox.relay_retrying",
+            backoff=(MIN_BACKOFF, MAX_BACKOFF),
+            recover=recover,
+        )
 
     async def tick(self) -> int:
         """One round; how many events it published (0 when another relay holds the lock)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -23,6 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.platform.errors import ApiError, FieldError
 from shared.platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -67,37 +67,6 @@ HTTP_LATENCY = Histogram(
     ["service", "route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
-
-
-class ApiError(Exception):
-    """An error with its HTTP status; rendered as application/problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        errors: Sequence[FieldError] = (),
-        *,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(title)
-        self.status = status
-        self.title = title
-        self.errors = list(errors)
-        self.headers = headers or {}
-
-    @classmethod
-    def field(cls, status: int, field: str, reason: str, *, title: str | None = None) -> ApiError:
-        return cls(status, title or reason, [FieldError(field, reason)])
 
 
 def problem(

@@ -45,12 +45,12 @@ from typing import Annotated, Any, Final, Protocol, runtime_checkable
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from shared.platform.logging import get_logger
-from shared.platform.settings import Settings
+from shared.platform.settings import Environment, Settings
 
 log = get_logger(__name__)
 
@@ -554,3 +554,34 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+def local_issuer_keys(data_dir: Path) -> tuple[Path, Path]:
+    """The local issuer's key pair, created on first use; several processes starting together agree on one."""
+    return local_key_pair(data_dir, "auth")
+
+
+def install_auth(app: FastAPI, settings: Settings) -> None:
+    """Bearer-token verification: the identity provider's keys in production; outside production without
+    configured keys, the local issuer's key pair under SAILO_DATA_DIR/keys (what `sailo token` signs with)."""
+    if settings.auth_public_key_file is None and not settings.auth_jwks_url:
+        if settings.sailo_env is Environment.PRODUCTION:
+            raise ValueError("AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE must be set in production")
+        _private, public = local_issuer_keys(settings.sailo_data_dir)
+        settings = settings.model_copy(update={"auth_public_key_file": public})
+    app.state.token_verifier = TokenVerifier.from_settings(settings)
+
+
+def local_key_pair(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """The Ed25519 pair ``{name}-private.pem`` / ``{name}-public.pem`` under SAILO_DATA_DIR/keys, created on
+    first use; several processes starting together agree on one."""
+    private, public = data_dir / "keys" / f"{name}-private.pem", data_dir / "keys" / f"{name}-public.pem"
+    for _attempt in range(50):
+        try:
+            generate_signing_key(private, public)
+            if public.exists() and public.stat().st_size > 0:
+                return private, public
+        except (FileExistsError, ValueError):
+            pass  # another process is writing the pair right now
+        time.sleep(0.1)
+    raise RuntimeError(f"could not create or read the {name} key pair under {data_dir / 'keys'}")

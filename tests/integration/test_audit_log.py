@@ -32,6 +32,7 @@ from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
+from shared.app import Runtime
 from shared.audit.chain import (
     Action,
     Checkpoint,
@@ -57,7 +58,6 @@ from shared.audit.log import (
 from shared.audit.relay import AUDIT_TOPIC, dump_topic
 from shared.platform.clock import FrozenClock
 from shared.platform.db import create_engine, create_sessionmaker, transaction, upgrade_async
-from shared.platform.runtime import Runtime
 from shared.platform.settings import Settings
 from shared.security.crypto import BlindIndex
 from tests.conftest import Infrastructure, drop_database, plain_dsn

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.export.app import create_app as create_export
 from services.export.models import ContactFlag, Loan, LoanItem, Notice
 from services.export.notices import NoticeHandler
-from services.export.statistics import HELSINKI
 from services.export.watch import LoanWatch
 from shared.audit.log import AuditEntry, system_actor
 from shared.contracts.domain_events import (
@@ -38,7 +37,7 @@ from shared.contracts.domain_events import (
 )
 from shared.messaging.kafka import DLQ_SUFFIX, ProcessedEvent, header
 from shared.messaging.outbox import enqueue, envelope
-from shared.platform.clock import FrozenClock
+from shared.platform.clock import HELSINKI, FrozenClock
 from shared.platform.settings import Settings
 from shared.security.auth import Role
 from tests.integration.conftest import eventually, read_topic

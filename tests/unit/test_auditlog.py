@@ -25,14 +25,16 @@ from shared.audit.log import (
     SYSTEM_ACTOR_NAMESPACE,
     SYSTEM_ROLE,
     actor_ref,
+    audit_signing_key,
+    audit_signing_key_file,
     load_signing_key,
     outbox_entries,
     public_key_pem,
     system_actor,
 )
 from shared.audit.relay import merge_in_order
-from shared.platform.runtime import audit_signing_key, audit_signing_key_file, local_key_pair
 from shared.platform.settings import Settings
+from shared.security.auth import local_key_pair
 from shared.security.crypto import BlindIndex
 
 BLIND_INDEX = BlindIndex(bytes(range(32)))

@@ -10,10 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.dsr.deadlines import (
-    HELSINKI,
     MAX_EXTENSION_MONTHS,
     Deadline,
-    add_months,
     easter_sunday,
     finnish_public_holidays,
     is_working_day,
@@ -22,6 +20,7 @@ from services.dsr.deadlines import (
     reminder_at,
     statutory_deadline,
 )
+from shared.platform.clock import HELSINKI, add_months
 
 ONE_DAY = timedelta(days=1)
 

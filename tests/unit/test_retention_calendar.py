@@ -10,13 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from services.retention.calendar import (
-    HELSINKI,
-    add_months,
-    add_period,
-    first_instant_at,
-    wall_clock,
-)
+from services.retention.calendar import add_period, first_instant_at, wall_clock
+from shared.platform.clock import HELSINKI, add_months
 from shared.policy.registry import Period
 
 MICROSECOND = timedelta(microseconds=1)

@@ -1,0 +1,166 @@
+"""What every service app is built on: its runtime (database, producer, relays), its lifespan, the common routes,
+and the database session a route works in.
+
+A service's ``app.py`` calls :func:`create_service_app` and adds its routers; its routes take a
+:data:`SessionDep`, which commits after the route returns and rolls back if it raises, so no route opens or
+commits a session by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.audit.log import audit_signing_key
+from shared.audit.relay import AuditRelay
+from shared.messaging.kafka import create_producer
+from shared.messaging.outbox import OutboxRelay
+from shared.platform.clock import Clock, SystemClock
+from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
+from shared.platform.http import install_common
+from shared.platform.logging import get_logger
+from shared.platform.settings import Settings
+from shared.policy.history import record_applied_policies
+from shared.policy.registry import load_policies
+from shared.security.auth import install_auth
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    clock: Clock
+    audit_relay: AuditRelay | None = None
+    outbox_relay: OutboxRelay | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        run_audit_relay: bool = True,
+        run_outbox_relay: bool = True,
+    ) -> Runtime:
+        """Migrate, connect, and start the relays: every service process publishes the audit log and the
+        domain-event outbox, so both go on while any one of them runs (the relays take turns, see
+        shared.audit.relay and shared.messaging.outbox)."""
+        # First: a missing or unreadable signing key stops the service before it connects anywhere.
+        signing_key = await asyncio.to_thread(audit_signing_key, settings) if run_audit_relay else None
+        if migrate:
+            await upgrade_async(settings)
+        engine = create_engine(settings)
+        producer = create_producer(settings, client_id=settings.service_name)
+        await producer.start()
+        rt = cls(settings, engine, create_sessionmaker(engine), producer, clock or SystemClock())
+        if signing_key is not None:
+            rt.audit_relay = AuditRelay(
+                settings=settings,
+                sessionmaker=rt.sessionmaker,
+                producer=producer,
+                signing_key=signing_key,
+                clock=rt.clock,
+            )
+            rt.audit_relay.start()
+        if run_outbox_relay:
+            rt.outbox_relay = OutboxRelay(settings=settings, sessionmaker=rt.sessionmaker, producer=producer)
+            rt.outbox_relay.start()
+        return rt
+
+    async def stop(self) -> None:
+        if self.outbox_relay is not None:
+            await self.outbox_relay.stop()
+        if self.audit_relay is not None:
+            await self.audit_relay.stop()
+        await self.producer.stop()
+        await self.engine.dispose()
+
+
+def runtime(request: Request) -> Runtime:
+    value = request.app.state.runtime
+    assert isinstance(value, Runtime)
+    return value
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The route's unit of work: committed after the route returns (before the answer is sent, so a failed
+    commit is the caller's error, never a 2xx for something not stored), rolled back if it raises."""
+    async with runtime(request).sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
+"""A route's database session; see :func:`db_session`."""
+
+
+async def check_database(request: Request) -> None:
+    async with runtime(request).engine.connect() as connection:
+        await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
+
+
+check_database.dependency = "database"  # type: ignore[attr-defined]
+
+
+async def check_broker(request: Request) -> None:
+    client = runtime(request).producer.client
+    await asyncio.wait_for(client.fetch_all_metadata(), timeout=2)
+
+
+check_broker.dependency = "broker"  # type: ignore[attr-defined]
+
+
+def create_service_app(
+    *,
+    name: str,
+    description: str,
+    settings: Settings,
+    clock: Clock | None = None,
+    background: Callable[[FastAPI, Runtime], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """A service with its runtime, policies, bearer tokens and the common routes (health, readiness, metrics).
+
+    `background` runs the service's own work (consumers, a sweeper) for as long as the app runs: it is entered
+    once the runtime is up and left before the runtime stops. Services add their routers to the app returned.
+    """
+
+    policies = load_policies(settings.policy_dir)  # a bad policy file stops the service here, naming the file
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await Runtime.start(settings, clock=clock)
+        await record_applied_policies(rt.sessionmaker, policies, service=name, clock=rt.clock)
+        app.state.runtime = rt
+        app.state.policies = policies
+        log.info("service.started", service=name)
+        try:
+            if background is None:
+                yield
+            else:
+                async with background(app, rt):
+                    yield
+        finally:
+            await rt.stop()
+            log.info("service.stopped", service=name)
+
+    app = FastAPI(title=f"Sailo {name}", version="1", description=description, lifespan=lifespan)
+    install_auth(app, settings)
+    install_common(app, service=name, ready_checks=[check_database, check_broker])
+    return app
