@@ -62,7 +62,8 @@ from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import Artifact, Contact, RecordStore
+from shared.recordstore.models import Artifact, Contact
+from shared.recordstore.store import RecordStore
 from shared.security.crypto import BlindIndex, generate_data_key
 from shared.storage.blobstore import FileBlobStore
 

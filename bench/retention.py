@@ -50,7 +50,7 @@ from shared.platform.clock import FrozenClock
 from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from shared.recordstore.keystore import KeyStore
 from shared.storage.blobstore import create_blob_store
 

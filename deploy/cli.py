@@ -241,7 +241,7 @@ def cmd_retention_replan(args: argparse.Namespace) -> int:
     from services.retention.schedule import replan
     from shared.platform.db import create_engine, create_sessionmaker
     from shared.platform.settings import Settings
-    from shared.policy.registry import load_policies
+    from shared.policy.loader import load_policies
 
     settings = Settings()
     policies = load_policies(settings.policy_dir)

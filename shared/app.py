@@ -29,7 +29,7 @@ from shared.platform.http import install_common
 from shared.platform.logging import get_logger
 from shared.platform.settings import Settings
 from shared.policy.history import record_applied_policies
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from shared.security.auth import install_auth
 
 log = get_logger(__name__)

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dsr.letters import LoanRecipient, LoanStatus
 from services.dsr.models import Disclosure
 from shared.contracts.domain_events import DomainEventHandler, LoanItemsData, Received
+from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import Clock
 from shared.platform.db import bulk_insert
-from shared.policy.registry import ArtifactClass
 
 GROUP = "dsr-disclosures"
 _CLASSES = frozenset(c.value for c in ArtifactClass)

@@ -35,9 +35,9 @@ from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 
-from shared.policy.registry import (
+from shared.contracts.vocabulary import ArtifactClass
+from shared.policy.model import (
     Action,
-    ArtifactClass,
     ComplaintAuthority,
     ContactPerson,
     Controller,

@@ -48,8 +48,9 @@ from services.dsr.letters import PackageContents
 from shared.platform.clock import HELSINKI
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyRef, KeyStore
+from shared.recordstore.models import Contact, ContactEventRow, Party, sealed_aad
 from shared.recordstore.recordings import RecordingStream, read_recording
-from shared.recordstore.store import Contact, ContactEventRow, Party, rectifications_of, sealed_aad
+from shared.recordstore.store import rectifications_of
 from shared.security.crypto import decrypt_stream, encrypt_stream, open_sealed
 from shared.storage.blobstore import BlobStore, validate_key
 from shared.storage.ziparchive import ZipEntry, zip_stream

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr.service import StepRefused
+from shared.contracts.events import CUSTOMER_FIELDS, customer_field_paths, path_value
 from shared.contracts.identifiers import (
     IdentifierError,
     normalise_email,
@@ -35,16 +36,13 @@ from shared.contracts.identifiers import (
 from shared.platform.db import bulk_insert
 from shared.platform.ids import uuid7
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import (
-    CUSTOMER_FIELDS,
+from shared.recordstore.models import (
     Artifact,
     ContactEventRow,
     Message,
     Party,
     Rectification,
     SubjectIndex,
-    customer_field_paths,
-    path_value,
     sealed_aad,
 )
 from shared.security.crypto import BlindIndex, open_sealed, seal

@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from shared.policy.registry import LegalBasis, PolicyRegistry, PolicyVersion, RightName, RightStatus
+from shared.policy.model import LegalBasis, PolicyVersion, RightName, RightStatus
+from shared.policy.registry import PolicyRegistry
 
 Outcome = Literal["granted", "refused"]
 # Art. 20(1)(a) covers consent and contract; Art. 20(3) excludes public tasks. Whatever a file says,

@@ -45,8 +45,8 @@ from services.export.models import Loan, LoanItem
 from services.export.packer import pack
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyStore
+from shared.recordstore.models import Contact
 from shared.recordstore.recordings import RecordingStream, read_recordings
-from shared.recordstore.store import Contact
 from shared.security.crypto import decrypt_stream
 from shared.storage.blobstore import BlobNotFound, BlobStore, validate_key
 

@@ -32,8 +32,10 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import HELSINKI
-from shared.policy.registry import ArtifactClass, PolicyRegistry, RecipientKind
+from shared.policy.model import RecipientKind
+from shared.policy.registry import PolicyRegistry
 
 RECORDING: Final = ArtifactClass.RECORDING.value
 

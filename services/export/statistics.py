@@ -71,7 +71,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.platform.clock import HELSINKI
-from shared.recordstore.store import Contact
+from shared.recordstore.models import Contact
 
 __all__ = [
     "ALL",

@@ -25,7 +25,7 @@ from shared.platform.errors import ApiError, FieldError
 from shared.platform.http import PROBLEM_JSON, PROBLEM_SCHEMA
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import Contact
+from shared.recordstore.models import Contact
 from shared.security.access import authorize
 from shared.security.auth import Principal
 

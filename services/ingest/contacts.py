@@ -20,7 +20,8 @@ from services.ingest.schemas import (
 from shared.platform.errors import ApiError
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import Artifact, Contact, ContactEventRow, Party, rectifications_of, sealed_aad
+from shared.recordstore.models import Artifact, Contact, ContactEventRow, Party, sealed_aad
+from shared.recordstore.store import rectifications_of
 from shared.security.access import apply_record_rules
 from shared.security.auth import Principal, Role
 from shared.security.crypto import BlindIndex, DecryptionError, open_sealed

@@ -32,15 +32,17 @@ from shared.contracts.events import (
     parse_contact_event,
 )
 from shared.contracts.identifiers import normalise_name, normalise_nickname
+from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import Clock
 from shared.platform.db import bulk_insert
 from shared.platform.errors import FieldError
 from shared.platform.faults import fault_point
 from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
-from shared.policy.registry import ArtifactClass, PolicyRegistry, PolicyVersion, UnknownRegister
+from shared.policy.model import PolicyVersion, UnknownRegister
+from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import sealed_aad
+from shared.recordstore.models import sealed_aad
 from shared.security.crypto import BlindIndex, data_key_id, seal
 
 log = get_logger(__name__)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.platform.errors import ApiError, FieldError
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import Artifact, Contact, sealed_aad
+from shared.recordstore.models import Artifact, Contact, sealed_aad
 from shared.security.crypto import decrypt_stream, encrypt_stream
 from shared.storage.blobstore import BlobStore
 

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.platform.clock import HELSINKI, add_months
-from shared.policy.registry import Period
+from shared.policy.model import Period
 
 __all__ = [
     "add_period",

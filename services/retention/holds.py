@@ -24,7 +24,7 @@ from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
 from shared.messaging.outbox import enqueue, envelope
 from shared.platform.clock import HELSINKI
 from shared.policy.history import register_ref
-from shared.recordstore.store import SubjectIndex
+from shared.recordstore.models import SubjectIndex
 
 SERVICE = "retention"
 Scope = Literal["contact", "case", "subject", "register"]

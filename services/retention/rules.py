@@ -39,15 +39,9 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 from services.retention.calendar import add_period
-from shared.policy.registry import (
-    Action,
-    ArtifactClass,
-    Period,
-    PolicyRegistry,
-    PolicyVersion,
-    RetentionRule,
-    Trigger,
-)
+from shared.contracts.vocabulary import ArtifactClass
+from shared.policy.model import Action, Period, PolicyVersion, RetentionRule, Trigger
+from shared.policy.registry import PolicyRegistry
 
 __all__ = [
     "CaseStatus",

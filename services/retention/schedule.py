@@ -23,16 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.retention.models import ContactFacts, ScheduleItem
 from services.retention.rules import CaseStatusChange, Due, NoPolicyInForce, due_items
 from services.retention.rules import ContactFacts as Facts
-from shared.contracts.events import SealedContactEvent
+from shared.contracts.events import ENDING_EVENT_TYPES, SealedContactEvent
 from shared.messaging.kafka import PoisonMessage
 from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
-from shared.policy.registry import PolicyRegistry, UnknownRegister
+from shared.policy.model import UnknownRegister
+from shared.policy.registry import PolicyRegistry
 from shared.security.crypto import BlindIndex
 
 log = get_logger(__name__)
 
-ENDING_EVENTS = frozenset({"call.ended", "chat.ended"})
+
 CASE_STATUS_OF = {"case.opened": "open", "case.closed": "closed"}
 RECORDING = "recording"
 CHATBOT_IDENTIFIERS = "chatbot_identifiers"
@@ -86,7 +87,7 @@ def _fold(
         at = event.occurred_at
         facts["started_at"] = min(facts["started_at"], at)
         facts["last_event_at"] = max(facts["last_event_at"], at)
-        if event.type in ENDING_EVENTS:
+        if event.type in ENDING_EVENT_TYPES:
             facts["ended_at"] = at if facts["ended_at"] is None else max(facts["ended_at"], at)
         if (
             event.type in CASE_STATUS_OF

@@ -37,7 +37,7 @@ from shared.platform.logging import get_logger
 from shared.platform.runtime import Periodic
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import ContactEventRow, Message, SubjectIndex, sealed_aad
+from shared.recordstore.models import ContactEventRow, Message, SubjectIndex, sealed_aad
 from shared.security.crypto import open_sealed, seal
 from shared.storage.blobstore import BlobStore
 

@@ -35,7 +35,7 @@ from shared.contracts.identifiers import (
     normalise_phone,
     validate_personal_identity_code,
 )
-from shared.policy.registry import ArtifactClass, Channel
+from shared.contracts.vocabulary import ArtifactClass, Channel
 
 CONTRACT_VERSION = 1
 CONTACT_EVENTS_TOPIC = "contact-events"
@@ -196,6 +196,8 @@ class IdentificationData(Contract):
 
 
 class EventSpec(BaseModel):
+    """One row of the event-type table: everything Sailo knows about an event type, in one place."""
+
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     data_model: type[Contract]
@@ -206,6 +208,13 @@ class EventSpec(BaseModel):
     # fields listed in `dropped_with_fallback` (data the register's notice does not say it stores).
     fallback_class: ArtifactClass | None = None
     dropped_with_fallback: tuple[str, ...] = ()
+    # It carries a message of its own, so a `message_sent` retention clock has something to start from.
+    carries_message: bool = False
+    # It ends its contact: the contact's end time, where a `contact_end` retention clock starts.
+    ends_contact: bool = False
+    # Where the customer's identifiers sit in `data` (field -> path). A call's customer number is the far end
+    # of the call and depends on its direction: see `customer_field_paths`.
+    customer_fields: dict[str, tuple[str, ...]] = {}
 
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -230,12 +239,14 @@ EVENT_TYPES: dict[str, EventSpec] = {
         data_model=CallData,
         artifact_class=ArtifactClass.CONTACT_HISTORY,
         channel=Channel.PHONE,
+        ends_contact=True,
         example={},
     ),
     "chat.started": EventSpec(
         data_model=ChatStartedData,
         artifact_class=ArtifactClass.PARTICIPANT_DATA,
         channel=Channel.CHAT,
+        customer_fields={name: ("customer", name) for name in ("nickname", "name", "email", "phone")},
         fallback_class=ArtifactClass.MESSAGES,
         dropped_with_fallback=("participant",),
         example={
@@ -256,30 +267,36 @@ EVENT_TYPES: dict[str, EventSpec] = {
         data_model=ChatMessageData,
         artifact_class=ArtifactClass.MESSAGES,
         channel=Channel.CHAT,
+        carries_message=True,
         example={"sender": "customer", "text": "Miten rekisteröin toiminimen?"},
     ),
     "chat.ended": EventSpec(
         data_model=ChatEndedData,
         artifact_class=ArtifactClass.MESSAGES,
         channel=Channel.CHAT,
+        ends_contact=True,
         example={"reason": "customer_left"},
     ),
     "chatbot.message": EventSpec(
         data_model=ChatbotMessageData,
         artifact_class=ArtifactClass.MESSAGES,
         channel=Channel.CHATBOT,
+        carries_message=True,
         example={"sender": "customer", "text": "Mikä on kaupparekisterin puhelinnumero?"},
     ),
     "sms_survey.sent": EventSpec(
         data_model=SmsSurveySentData,
         artifact_class=ArtifactClass.SURVEY_ANSWERS,
         channel=Channel.SMS,
+        customer_fields={"phone": ("phone_number",)},
         example={"phone_number": "+358401234567", "survey_id": "nps-2026", "question": "Arvioi palvelu 1-5"},
     ),
     "sms_survey.answered": EventSpec(
         data_model=SmsSurveyAnsweredData,
         artifact_class=ArtifactClass.SURVEY_ANSWERS,
         channel=Channel.SMS,
+        carries_message=True,
+        customer_fields={"phone": ("phone_number",)},
         example={"phone_number": "+358401234567", "survey_id": "nps-2026", "answer": "5"},
     ),
     "case.opened": EventSpec(
@@ -298,6 +315,8 @@ EVENT_TYPES: dict[str, EventSpec] = {
         data_model=EmailReceivedData,
         artifact_class=ArtifactClass.CASE_DATA,
         channel=Channel.EMAIL,
+        carries_message=True,
+        customer_fields={"email": ("from_address",), "name": ("from_name",)},
         example={
             "from_address": "asiakas@example.fi",
             "subject": "Kysymys",
@@ -312,9 +331,48 @@ EVENT_TYPES: dict[str, EventSpec] = {
         data_model=IdentificationData,
         artifact_class=ArtifactClass.IDENTIFICATION,
         channel=Channel.IDENTIFICATION,
+        customer_fields={"name": ("name",), "personal_identity_code": ("personal_identity_code",)},
         example={"name": "Maija Meikäläinen", "personal_identity_code": "131052-308T", "method": "suomi_fi"},
     ),
 }
+
+MESSAGE_EVENT_TYPES: frozenset[str] = frozenset(
+    name for name, spec in EVENT_TYPES.items() if spec.carries_message
+)
+"""Event types that carry a message of their own."""
+
+ENDING_EVENT_TYPES: frozenset[str] = frozenset(
+    name for name, spec in EVENT_TYPES.items() if spec.ends_contact
+)
+"""Event types that end their contact."""
+
+CUSTOMER_FIELDS = ("phone", "email", "name", "nickname", "personal_identity_code")
+"""The customer details an event can hold (and a rectification can correct)."""
+
+
+def customer_field_paths(event_type: str, data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Where each customer field this event holds sits in its data, from the event-type table: the one answer
+    to "where are the customer's identifiers" for the record store, the blind index and rectification."""
+    spec = EVENT_TYPES.get(event_type)
+    if spec is None:
+        return {}
+    paths = dict(spec.customer_fields)
+    if spec.channel is Channel.PHONE:
+        # The customer is the far end of the call: the caller of an inbound call, the callee of an outbound one.
+        inbound = data.get("direction", "inbound") == "inbound"
+        paths["phone"] = ("caller_number",) if inbound else ("callee_number",)
+    return {name: path for name, path in paths.items() if path_value(data, path) is not None}
+
+
+def path_value(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at `path` in nested `data`, or None where any step is missing."""
+    value: Any = data
+    for step in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
+
 
 EXAMPLE_REGISTER = {
     "call.started": "prh-customer-service",

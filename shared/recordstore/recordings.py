@@ -22,9 +22,9 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.policy.registry import ArtifactClass
+from shared.contracts.vocabulary import ArtifactClass
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.store import Artifact, sealed_aad
+from shared.recordstore.models import Artifact, sealed_aad
 from shared.security.crypto import OFFLOAD_BYTES, PieceDecryptor
 from shared.storage.blobstore import BlobStore, FileBlobStore
 

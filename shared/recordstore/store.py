@@ -18,173 +18,24 @@ from uuid import UUID
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    UniqueConstraint,
-    func,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.contracts.events import SealedContactEvent
-from shared.platform.db import Base, bulk_insert
-from shared.recordstore.keystore import KeyRef, KeyStore, KeyUnavailable, key_context
+from shared.platform.db import bulk_insert
+from shared.recordstore.keystore import KeyRef, KeyStore, KeyUnavailable
+from shared.recordstore.models import (
+    Artifact,
+    Contact,
+    ContactEventRow,
+    Message,
+    Party,
+    Rectification,
+    SubjectIndex,
+    sealed_aad,
+)
 from shared.security.crypto import BlindIndex, data_key_id, open_sealed, seal
-
-SCHEMA = "records"
-
-
-class Contact(Base):
-    __tablename__ = "contacts"
-    __table_args__ = (
-        Index("ix_contacts_register_started", "register", "started_at"),
-        Index("ix_contacts_agent", "agent_id"),
-        {"schema": SCHEMA},
-    )
-
-    contact_ref: Mapped[UUID] = mapped_column(primary_key=True)
-    register: Mapped[str] = mapped_column(String(64))
-    policy_version: Mapped[str] = mapped_column(String(40))
-    channel: Mapped[str] = mapped_column(String(20))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    direction: Mapped[str | None] = mapped_column(String(10))
-    agent_id: Mapped[str | None] = mapped_column(String(100))
-    case_number: Mapped[str | None] = mapped_column(String(100))
-    case_status: Mapped[str | None] = mapped_column(String(10))
-    case_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    event_count: Mapped[int] = mapped_column(Integer, default=0)
-    restricted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """Set while processing is restricted (GDPR Art. 18): stored, but shown only to the legal-claims role."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class ContactEventRow(Base):
-    """Every accepted event of a contact, sealed as it travelled; the source for access packages."""
-
-    __tablename__ = "contact_events"
-    __table_args__ = (Index("ix_contact_events_contact", "contact_ref", "occurred_at"), {"schema": SCHEMA})
-
-    event_id: Mapped[UUID] = mapped_column(primary_key=True)
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
-    )
-    type: Mapped[str] = mapped_column(String(40))
-    artifact_class: Mapped[str] = mapped_column(String(40))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    content_digest: Mapped[str] = mapped_column(String(64))
-    sealed: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class Party(Base):
-    """A person in a contact: the customer, or the official who handled it."""
-
-    __tablename__ = "parties"
-    __table_args__ = (UniqueConstraint("contact_ref", "role", "identity_digest"), {"schema": SCHEMA})
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
-    )
-    role: Mapped[str] = mapped_column(String(20))
-    # Keyed digest of the party's details: the same person seen in several events is one row.
-    identity_digest: Mapped[str] = mapped_column(String(64))
-    agent_id: Mapped[str | None] = mapped_column(String(100))
-    artifact_class: Mapped[str] = mapped_column(String(40))
-    sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class Message(Base):
-    __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_contact", "contact_ref", "sent_at"), {"schema": SCHEMA})
-
-    event_id: Mapped[UUID] = mapped_column(primary_key=True)
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
-    )
-    sender: Mapped[str] = mapped_column(String(20))
-    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    artifact_class: Mapped[str] = mapped_column(String(40))
-    sealed: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class Artifact(Base):
-    """One retention unit of a contact: what retention schedules and deletes."""
-
-    __tablename__ = "artifacts"
-    __table_args__ = {"schema": SCHEMA}
-
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE"), primary_key=True
-    )
-    artifact_class: Mapped[str] = mapped_column(String(40), primary_key=True)
-    register: Mapped[str] = mapped_column(String(64))
-    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(20), default="active")
-    blob_key: Mapped[str | None] = mapped_column(String(300))
-    content_type: Mapped[str | None] = mapped_column(String(100))
-    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    ciphertext_sha256: Mapped[str | None] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class SubjectIndex(Base):
-    """Blind index: keyed hashes of normalised identifiers -> contacts. No plaintext identifier is stored."""
-
-    __tablename__ = "subject_index"
-    __table_args__ = (Index("ix_subject_index_contact", "contact_ref"), {"schema": SCHEMA})
-
-    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE"), primary_key=True
-    )
-
-
-class Rectification(Base):
-    """What a rectification (GDPR Art. 16) changed in a contact: a corrected customer field, with its earlier
-    value, or a supplementary statement added to a recording, transcript or messages, which are never edited.
-
-    `sealed` is under the contact's data key for `artifact_class` (the class the corrected data or the content
-    belongs to), so the history is readable exactly as long as that data is kept and is shredded with it.
-    """
-
-    __tablename__ = "rectifications"
-    __table_args__ = (Index("ix_rectifications_contact", "contact_ref", "made_at"), {"schema": SCHEMA})
-
-    id: Mapped[UUID] = mapped_column(primary_key=True)
-    contact_ref: Mapped[UUID] = mapped_column(
-        ForeignKey(f"{SCHEMA}.contacts.contact_ref", ondelete="CASCADE")
-    )
-    artifact_class: Mapped[str] = mapped_column(String(40))
-    kind: Mapped[str] = mapped_column(String(20))
-    """correction or statement."""
-    field: Mapped[str | None] = mapped_column(String(40))
-    """The customer field corrected (phone, email, name, nickname, personal_identity_code); none for a
-    statement."""
-    case_number: Mapped[str] = mapped_column(String(20))
-    """The data-subject request that asked for it (DSR-2026-000123)."""
-    made_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    """A correction: {"previous": earlier value}. A statement: {"text": ...}."""
-
-
-def sealed_aad(contact_ref: UUID, artifact_class: str, part: str) -> bytes:
-    """Associated data for a sealed value: a ciphertext cannot be moved to another contact, class or column."""
-    return key_context(contact_ref, artifact_class) + b"|" + part.encode()
 
 
 @dataclass
@@ -431,37 +282,6 @@ def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str,
     if customer:
         found.append(("customer", customer))
     return found
-
-
-CUSTOMER_FIELDS = ("phone", "email", "name", "nickname", "personal_identity_code")
-"""The customer details a rectification can correct: those `_parties` reads from events."""
-
-
-def customer_field_paths(event_type: str, data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """Where each customer field this event holds sits in its data: the counterpart of `_parties`, so a
-    correction rewrites every place the earlier value was recorded."""
-    paths: dict[str, tuple[str, ...]] = {}
-    if event_type.startswith("call."):
-        inbound = data.get("direction", "inbound") == "inbound"
-        paths["phone"] = ("caller_number",) if inbound else ("callee_number",)
-    elif event_type == "chat.started":
-        paths.update({name: ("customer", name) for name in ("nickname", "name", "email", "phone")})
-    elif event_type.startswith("sms_survey."):
-        paths["phone"] = ("phone_number",)
-    elif event_type == "email.received":
-        paths.update({"email": ("from_address",), "name": ("from_name",)})
-    elif event_type == "identification":
-        paths.update({"name": ("name",), "personal_identity_code": ("personal_identity_code",)})
-    return {name: path for name, path in paths.items() if path_value(data, path) is not None}
-
-
-def path_value(data: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = data
-    for step in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(step)
-    return value
 
 
 async def rectifications_of(

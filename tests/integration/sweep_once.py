@@ -13,7 +13,7 @@ from services.retention.sweeper import Sweeper
 from shared.platform.clock import FrozenClock
 from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.settings import Settings
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from shared.recordstore.keystore import KeyStore
 from shared.storage.blobstore import create_blob_store
 

@@ -28,7 +28,7 @@ from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention_service
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import DataKey
-from shared.recordstore.store import Contact
+from shared.recordstore.models import Contact
 from shared.security.access import apply_record_rules, load_authorization, render_markdown
 from shared.security.auth import Principal, Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes

@@ -28,7 +28,7 @@ from shared.contracts.domain_events import (
 )
 from shared.messaging.outbox import enqueue, envelope
 from shared.platform.settings import Settings
-from shared.recordstore.store import Rectification
+from shared.recordstore.models import Rectification
 from shared.security.auth import Role
 from tests.conftest import Infrastructure
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes

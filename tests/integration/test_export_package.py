@@ -27,7 +27,7 @@ from services.export.app import create_app as create_export
 from services.export.models import Loan, LoanItem
 from services.export.package import unpack_package
 from shared.platform.settings import Settings
-from shared.recordstore.store import Artifact, Contact
+from shared.recordstore.models import Artifact, Contact
 from shared.security.auth import Role
 from shared.security.crypto import DecryptionError
 from shared.storage.blobstore import BlobStore, create_blob_store

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, text, update
 from services.export.app import create_app as create_export
 from shared.platform.clock import FrozenClock
 from shared.platform.settings import Settings
-from shared.recordstore.store import Contact
+from shared.recordstore.models import Contact
 from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id
 

@@ -49,7 +49,7 @@ from services.retention.app import create_app as create_retention_service
 from shared.contracts.events import example_event
 from shared.messaging.kafka import DLQ_SUFFIX, header
 from shared.platform.settings import Settings
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from shared.security.access import authorization_table
 from shared.security.auth import Role
 from tests.integration.conftest import Ingest, eventually, new_id, wav_bytes

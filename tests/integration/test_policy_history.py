@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from shared.platform.clock import SystemClock
 from shared.policy.history import record_applied_policies, register_ref
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from tests.integration.conftest import Ingest, eventually
 
 pytestmark = pytest.mark.integration

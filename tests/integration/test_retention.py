@@ -32,9 +32,9 @@ from shared.contracts.domain_events import (
     parse_domain_event,
 )
 from shared.contracts.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 from shared.recordstore.keystore import DataKey
-from shared.recordstore.store import sealed_aad
+from shared.recordstore.models import sealed_aad
 from shared.security.auth import Role
 from shared.security.crypto import open_sealed
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from services.retention.models import Certificate, ScheduleItem
 from shared.recordstore.keystore import DataKey
-from shared.recordstore.store import SubjectIndex
+from shared.recordstore.models import SubjectIndex
 from shared.security.auth import Role
 from tests.integration.conftest import eventually, new_id, wav_bytes
 from tests.integration.retention_env import (

@@ -14,7 +14,7 @@ from services.export.app import create_app as create_export
 from services.ingest.app import create_app as create_ingest
 from services.retention.app import create_app as create_retention
 from shared.platform.settings import Settings
-from shared.policy.registry import PolicyError
+from shared.policy.model import PolicyError
 
 pytestmark = pytest.mark.integration
 

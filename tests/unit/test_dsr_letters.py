@@ -35,12 +35,12 @@ from services.dsr.letters import (
     no_data_letter,
     restriction_lifted_letter,
 )
-from shared.policy.registry import (
+from shared.contracts.vocabulary import ArtifactClass
+from shared.policy.loader import load_policies
+from shared.policy.model import (
     Action,
-    ArtifactClass,
     LegalBasis,
     Period,
-    PolicyRegistry,
     PolicyVersion,
     RecipientKind,
     RetentionRule,
@@ -48,8 +48,8 @@ from shared.policy.registry import (
     RightStatus,
     Safeguard,
     Trigger,
-    load_policies,
 )
+from shared.policy.registry import PolicyRegistry
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 HELSINKI = ZoneInfo("Europe/Helsinki")

@@ -10,7 +10,8 @@ import pytest
 
 from services.dsr.rights import ConditionUnanswered, rights_for
 from services.dsr.service import CLOSED_STATUSES, OPEN_STATUSES, TRANSITIONS
-from shared.policy.registry import RightName, RightStatus, load_policies
+from shared.policy.loader import load_policies
+from shared.policy.model import RightName, RightStatus
 
 POLICIES = load_policies(Path(__file__).resolve().parents[2] / "policies")
 AT = datetime(2026, 11, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from services.export.selection import EXCLUSIONS, OVERRIDABLE, exclusion_of, lending_registers
-from shared.policy.registry import load_policies
+from shared.policy.loader import load_policies
 
 POLICIES = load_policies(Path(__file__).parents[2] / "policies")
 STUDY_ENDS = datetime(2027, 4, 1, tzinfo=UTC)

@@ -12,21 +12,20 @@ import pydantic
 import pytest
 import yaml
 
-from shared.policy.registry import (
+from shared.contracts.vocabulary import ArtifactClass
+from shared.policy.loader import load_policies, load_policy_file
+from shared.policy.model import (
     Action,
-    ArtifactClass,
     LegalBasis,
     Period,
     PolicyError,
-    PolicyRegistry,
     RightStatus,
     Safeguard,
     Trigger,
     UnknownPolicyVersion,
     UnknownRegister,
-    load_policies,
-    load_policy_file,
 )
+from shared.policy.registry import PolicyRegistry
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 HELSINKI = ZoneInfo("Europe/Helsinki")

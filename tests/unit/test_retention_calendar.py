@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.retention.calendar import add_period, first_instant_at, wall_clock
 from shared.platform.clock import HELSINKI, add_months
-from shared.policy.registry import Period
+from shared.policy.model import Period
 
 MICROSECOND = timedelta(microseconds=1)
 

@@ -21,15 +21,10 @@ from services.retention.rules import (
     due_items,
     due_items_for_version,
 )
-from shared.policy.registry import (
-    Action,
-    ArtifactClass,
-    Period,
-    PolicyRegistry,
-    Trigger,
-    UnknownRegister,
-    load_policies,
-)
+from shared.contracts.vocabulary import ArtifactClass
+from shared.policy.loader import load_policies
+from shared.policy.model import Action, Period, Trigger, UnknownRegister
+from shared.policy.registry import PolicyRegistry
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 HELSINKI = ZoneInfo("Europe/Helsinki")
