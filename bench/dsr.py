@@ -80,6 +80,7 @@ from shared.contracts.events import SealedContactEvent, example_event
 from shared.contracts.identifiers import normalise_phone
 from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import HELSINKI, FrozenClock
+from shared.platform.crypto import BlindIndex, generate_data_key
 from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
@@ -87,7 +88,6 @@ from shared.policy.model import PolicyVersion, RightName
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Contact
 from shared.recordstore.store import RecordStore
-from shared.security.crypto import BlindIndex, generate_data_key
 from shared.storage.blobstore import BlobStore, create_blob_store
 
 FULL_CONTACTS = 1_000_000

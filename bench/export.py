@@ -58,13 +58,13 @@ from services.ingest.intake import IntakeService
 from services.ingest.recordings import RecordingService
 from shared.contracts.events import example_event
 from shared.platform.clock import FrozenClock
+from shared.platform.crypto import BlindIndex, generate_data_key
 from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Artifact, Contact
 from shared.recordstore.store import RecordStore
-from shared.security.crypto import BlindIndex, generate_data_key
 from shared.storage.blobstore import FileBlobStore
 
 MB = 1_000_000

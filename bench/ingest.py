@@ -29,7 +29,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.contracts.events import example_event
-from shared.security.auth import Role, generate_signing_key, mint_token
+from shared.platform.keyfiles import generate_signing_key
+from shared.security.auth import Role, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))

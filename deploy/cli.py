@@ -626,7 +626,7 @@ def cmd_loan_fetch(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from shared.security.crypto import DecryptionError
+    from shared.platform.crypto import DecryptionError
 
     try:
         loan_id = uuid.UUID(args.loan_id)

@@ -9,28 +9,32 @@ commits a session by hand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.audit.log import audit_signing_key
+from shared.audit.chain import Action, Outcome
+from shared.audit.log import actor_ref, audit_signing_key, record
 from shared.audit.relay import AuditRelay
 from shared.messaging.kafka import create_producer
 from shared.messaging.outbox import OutboxRelay
 from shared.platform.clock import Clock, SystemClock
+from shared.platform.crypto import BlindIndex
 from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
 from shared.platform.http import install_common
 from shared.platform.logging import get_logger
 from shared.platform.settings import Settings
 from shared.policy.history import record_applied_policies
 from shared.policy.loader import load_policies
-from shared.security.auth import install_auth
+from shared.security.auth import Principal, install_auth
 
 log = get_logger(__name__)
 
@@ -111,6 +115,59 @@ SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
 """A route's database session; see :func:`db_session`."""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, as a service function needs it: the verified principal, their pseudonymous id for the audit
+    log, the service that acts, and the clock. Routes build it with :func:`caller_of`; service functions take
+    it instead of the HTTP request, so they can be called from a consumer or a test the same way."""
+
+    principal: Principal
+    actor: UUID
+    service: str
+    clock: Clock
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    async def audit(
+        self,
+        session: AsyncSession,
+        action: Action,
+        object_type: str,
+        object_ids: Iterable[UUID] = (),
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+        reason: str | None = None,
+    ) -> None:
+        """An audit entry for this step, in `session`'s transaction: it commits with the step or not at all."""
+        await record(
+            session,
+            actor=self.actor,
+            role=self.principal.role.value,
+            action=action,
+            object_type=object_type,
+            object_ids=object_ids,
+            outcome=outcome,
+            reason=reason,
+            service=self.service,
+            occurred_at=self.clock.now(),
+        )
+
+
+def caller_of(authorized: Callable[..., Awaitable[Principal]]) -> Callable[..., Awaitable[Caller]]:
+    """A dependency giving the :class:`Caller` behind a service's `authorized` dependency (which refuses a role
+    the route table does not allow, before anything else runs)."""
+
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> Caller:
+        rt = runtime(request)
+        blind_index: BlindIndex = request.app.state.blind_index
+        return Caller(
+            principal, actor_ref(blind_index, principal.subject), request.app.state.service, rt.clock
+        )
+
+    return dependency
+
+
 async def check_database(request: Request) -> None:
     async with runtime(request).engine.connect() as connection:
         await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
@@ -161,6 +218,8 @@ def create_service_app(
             log.info("service.stopped", service=name)
 
     app = FastAPI(title=f"Sailo {name}", version="1", description=description, lifespan=lifespan)
+    app.state.service = name
+    app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
     install_auth(app, settings)
     install_common(app, service=name, ready_checks=[check_database, check_broker])
     return app

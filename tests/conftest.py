@@ -18,8 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared.platform.keyfiles import generate_signing_key
 from shared.platform.settings import Settings
-from shared.security.auth import Role, generate_signing_key, mint_token
+from shared.security.auth import Role, mint_token
 
 
 @dataclass

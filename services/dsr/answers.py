@@ -33,10 +33,10 @@ from services.dsr.service import (
     restrict,
 )
 from shared.platform.clock import HELSINKI
+from shared.platform.crypto import BlindIndex, generate_data_key, wrap_data_key
 from shared.policy.model import PolicyVersion, RightName
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.security.crypto import BlindIndex, generate_data_key, wrap_data_key
 from shared.storage.blobstore import BlobStore
 
 ANSWERABLE: Final = ("in_progress", "extended", "awaiting_requester")

@@ -46,13 +46,13 @@ from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record, record_not_found
 from shared.platform.clock import HELSINKI
+from shared.platform.crypto import BlindIndex, unwrap_data_key
 from shared.platform.errors import ApiError
 from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.model import RightName
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import authorize
 from shared.security.auth import Principal
-from shared.security.crypto import BlindIndex, unwrap_data_key
 from shared.storage.blobstore import BlobStore
 
 SERVICE = "dsr"

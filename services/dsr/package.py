@@ -20,7 +20,7 @@ being handled) are left out or, for an event whose class is gone, shown with ``"
 never fails because data was lawfully deleted. A recording is left out and not counted.
 
 The package never exists in clear outside this process: the ZIP is produced piece by piece, encrypted as it
-goes (shared.security.crypto.encrypt_stream under `package_key`, bound to the blob key) and written with the blob
+goes (shared.platform.crypto.encrypt_stream under `package_key`, bound to the blob key) and written with the blob
 store's atomic `put_stream`, so a failure half-way leaves nothing under the key. Recordings stream through
 without being held in memory; the decrypted text of the contacts is small and is held.
 
@@ -46,12 +46,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr.letters import PackageContents
 from shared.platform.clock import HELSINKI
+from shared.platform.crypto import decrypt_stream, encrypt_stream, open_sealed
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyRef, KeyStore
 from shared.recordstore.models import Contact, ContactEventRow, Party, sealed_aad
 from shared.recordstore.recordings import RecordingStream, read_recording
 from shared.recordstore.store import rectifications_of
-from shared.security.crypto import decrypt_stream, encrypt_stream, open_sealed
 from shared.storage.blobstore import BlobStore, validate_key
 from shared.storage.ziparchive import ZipEntry, zip_stream
 

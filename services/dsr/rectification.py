@@ -33,6 +33,7 @@ from shared.contracts.identifiers import (
     normalise_phone,
     validate_personal_identity_code,
 )
+from shared.platform.crypto import BlindIndex, open_sealed, seal
 from shared.platform.db import bulk_insert
 from shared.platform.ids import uuid7
 from shared.recordstore.keystore import KeyStore
@@ -45,7 +46,6 @@ from shared.recordstore.models import (
     SubjectIndex,
     sealed_aad,
 )
-from shared.security.crypto import BlindIndex, open_sealed, seal
 
 RECORDING_CLASS = "recording"
 

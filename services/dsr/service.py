@@ -33,11 +33,11 @@ from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.identifiers import IdentifierError, normalise_identifier
 from shared.messaging.outbox import enqueue, envelope
 from shared.platform.clock import HELSINKI
+from shared.platform.crypto import BlindIndex, open_sealed, seal
 from shared.policy.model import RightName
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Contact, SubjectIndex
-from shared.security.crypto import BlindIndex, open_sealed, seal
 
 SERVICE: Final = "dsr"
 

@@ -22,10 +22,10 @@ from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
+from shared.platform.crypto import BlindIndex
 from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
-from shared.security.crypto import BlindIndex
 from shared.storage.blobstore import create_blob_store
 
 

@@ -22,10 +22,10 @@ from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record, record_not_found
 from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
 from shared.messaging.outbox import enqueue, envelope
+from shared.platform.crypto import BlindIndex
 from shared.platform.errors import ApiError
 from shared.security.access import authorize
 from shared.security.auth import Principal, Role
-from shared.security.crypto import BlindIndex
 
 SERVICE: Final = "export"
 Authorized = Annotated[Principal, Depends(authorize(SERVICE))]

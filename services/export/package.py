@@ -43,11 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
 from services.export.packer import pack
+from shared.platform.crypto import decrypt_stream
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Contact
 from shared.recordstore.recordings import RecordingStream, read_recordings
-from shared.security.crypto import decrypt_stream
 from shared.storage.blobstore import BlobNotFound, BlobStore, validate_key
 
 __all__ = [

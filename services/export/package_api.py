@@ -31,13 +31,13 @@ from services.export.package import (
 )
 from shared.app import runtime
 from shared.audit.chain import Action
+from shared.platform.crypto import generate_data_key, unwrap_data_key, wrap_data_key
 from shared.platform.errors import ApiError
 from shared.platform.http import problem_responses
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyStore
 from shared.security.access import apply_record_rules
 from shared.security.auth import Role
-from shared.security.crypto import generate_data_key, unwrap_data_key, wrap_data_key
 from shared.storage.blobstore import BlobStore
 
 router = APIRouter(prefix="/v1", tags=["packages"])

@@ -7,7 +7,7 @@ threads side by side:
 
 - the *recording* lane decrypts and checks each recording and zips it (shared.recordstore.recordings.RecordingCheck,
   shared.storage.ziparchive.ZipWriter);
-- the *package* lane encrypts and hashes the ZIP (shared.security.crypto.EvenPieceEncryptor).
+- the *package* lane encrypts and hashes the ZIP (shared.platform.crypto.EvenPieceEncryptor).
 
 The recording lane reads each recording's blob itself where the blob store is local (the file store), into
 one reused buffer; from any other store (S3) the event loop reads the blob and hands the lane its pieces. The
@@ -40,8 +40,8 @@ from collections.abc import AsyncGenerator, Awaitable, Generator, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
+from shared.platform.crypto import EvenPieceEncryptor, Hash
 from shared.recordstore.recordings import RecordingStream
-from shared.security.crypto import EvenPieceEncryptor, Hash
 from shared.storage.blobstore import READ_CHUNK_SIZE
 from shared.storage.ziparchive import ZipWriter
 

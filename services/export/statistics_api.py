@@ -25,12 +25,12 @@ from services.export.statistics import (
 from shared.app import runtime
 from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record
+from shared.platform.crypto import BlindIndex
 from shared.platform.errors import ApiError
 from shared.platform.http import problem_responses
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import authorize
 from shared.security.auth import Principal
-from shared.security.crypto import BlindIndex
 
 SERVICE = "export"
 router = APIRouter(prefix="/v1", tags=["statistics"])

@@ -20,6 +20,7 @@ from shared.app import Runtime, check_broker, check_database
 from shared.contracts.events import CONTACT_EVENT_ADAPTER, CONTACT_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
+from shared.platform.crypto import BlindIndex
 from shared.platform.http import install_common
 from shared.platform.logging import get_logger
 from shared.platform.settings import Settings
@@ -28,7 +29,6 @@ from shared.policy.loader import load_policies
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import RecordStore
 from shared.security.auth import install_auth
-from shared.security.crypto import BlindIndex
 from shared.storage.blobstore import create_blob_store
 
 log = get_logger(__name__)

@@ -17,6 +17,7 @@ from services.ingest.schemas import (
     RecordingInfo,
     RectificationRead,
 )
+from shared.platform.crypto import BlindIndex, DecryptionError, open_sealed
 from shared.platform.errors import ApiError
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
@@ -24,7 +25,6 @@ from shared.recordstore.models import Artifact, Contact, ContactEventRow, Party,
 from shared.recordstore.store import rectifications_of
 from shared.security.access import apply_record_rules
 from shared.security.auth import Principal, Role
-from shared.security.crypto import BlindIndex, DecryptionError, open_sealed
 
 
 def contact_ref(blind_index: BlindIndex, register: str, contact_id: str) -> UUID:

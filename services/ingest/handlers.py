@@ -19,8 +19,8 @@ from services.ingest.intake import IntakeService, Validated
 from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.contracts.events import SealedContactEvent
-from shared.messaging.kafka import PoisonMessage
 from shared.platform.clock import Clock
+from shared.platform.errors import PoisonMessage
 from shared.platform.http import pydantic_errors
 from shared.recordstore.store import RecordStore
 

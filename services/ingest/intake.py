@@ -34,6 +34,7 @@ from shared.contracts.events import (
 from shared.contracts.identifiers import normalise_name, normalise_nickname
 from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import Clock
+from shared.platform.crypto import BlindIndex, data_key_id, seal
 from shared.platform.db import bulk_insert
 from shared.platform.errors import FieldError
 from shared.platform.faults import fault_point
@@ -43,7 +44,6 @@ from shared.policy.model import PolicyVersion, UnknownRegister
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import sealed_aad
-from shared.security.crypto import BlindIndex, data_key_id, seal
 
 log = get_logger(__name__)
 

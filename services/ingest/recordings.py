@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.platform.crypto import decrypt_stream, encrypt_stream
 from shared.platform.errors import ApiError, FieldError
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Artifact, Contact, sealed_aad
-from shared.security.crypto import decrypt_stream, encrypt_stream
 from shared.storage.blobstore import BlobStore
 
 WAV_CONTENT_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})

@@ -40,12 +40,12 @@ from shared.audit.chain import Action
 from shared.audit.log import actor_ref, record
 from shared.contracts.identifiers import IdentifierError, normalise_identifier
 from shared.platform.clock import HELSINKI
+from shared.platform.crypto import BlindIndex
 from shared.platform.errors import ApiError
 from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.policy.registry import PolicyRegistry
 from shared.security.access import authorize
 from shared.security.auth import Principal
-from shared.security.crypto import BlindIndex
 
 SERVICE = "retention"
 router = APIRouter(prefix="/v1", tags=["retention"])

@@ -20,12 +20,12 @@ from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.events import CONTACT_EVENTS_TOPIC
 from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
+from shared.platform.crypto import BlindIndex
 from shared.platform.logging import get_logger
 from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.security.crypto import BlindIndex
 from shared.storage.blobstore import create_blob_store
 
 log = get_logger(__name__)

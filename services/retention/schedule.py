@@ -24,12 +24,12 @@ from services.retention.models import ContactFacts, ScheduleItem
 from services.retention.rules import CaseStatusChange, Due, NoPolicyInForce, due_items
 from services.retention.rules import ContactFacts as Facts
 from shared.contracts.events import ENDING_EVENT_TYPES, SealedContactEvent
-from shared.messaging.kafka import PoisonMessage
+from shared.platform.crypto import BlindIndex
+from shared.platform.errors import PoisonMessage
 from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
 from shared.policy.model import UnknownRegister
 from shared.policy.registry import PolicyRegistry
-from shared.security.crypto import BlindIndex
 
 log = get_logger(__name__)
 

@@ -31,6 +31,7 @@ from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
 from shared.platform.clock import HELSINKI, Clock
+from shared.platform.crypto import open_sealed, seal
 from shared.platform.faults import fault_point
 from shared.platform.ids import uuid7s
 from shared.platform.logging import get_logger
@@ -38,7 +39,6 @@ from shared.platform.runtime import Periodic
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import ContactEventRow, Message, SubjectIndex, sealed_aad
-from shared.security.crypto import open_sealed, seal
 from shared.storage.blobstore import BlobStore
 
 log = get_logger(__name__)

@@ -31,10 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.audit.chain import MAX_OBJECT_IDS, Action, Outcome, validate_fields
+from shared.platform.crypto import BlindIndex
 from shared.platform.db import Base
+from shared.platform.keyfiles import local_key_pair
 from shared.platform.settings import Environment, Settings
-from shared.security.auth import local_key_pair
-from shared.security.crypto import BlindIndex
 
 __all__ = [
     "SCHEMA",

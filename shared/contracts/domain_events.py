@@ -21,7 +21,7 @@ from aiokafka import ConsumerRecord
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from shared.contracts.events import Contract, RegisterId
-from shared.messaging.kafka import PoisonMessage
+from shared.platform.errors import PoisonMessage
 
 RETENTION_EVENTS_TOPIC: Final = "retention-events"
 """Topic (after KAFKA_TOPIC_PREFIX) of deletions, redactions and hold changes; keyed by contact_ref or hold."""

@@ -514,7 +514,7 @@ class SealedContactEvent(RegisteredContract):
     attributes: dict[str, str] = {}
     blind_index: list[BlindIndexEntry] = []
     sealed: str
-    # The fingerprint of the data key `sealed` is under (shared.security.crypto.data_key_id). A copy sealed under a key
+    # The fingerprint of the data key `sealed` is under (shared.platform.crypto.data_key_id). A copy sealed under a key
     # that has since been destroyed is then recognised as shredded, not mistaken for a damaged message.
     key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
 

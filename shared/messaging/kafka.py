@@ -28,13 +28,13 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.platform.crypto import DecryptionError, KeyUnavailable
 from shared.platform.db import Base, bulk_insert
+from shared.platform.errors import PoisonMessage
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
 from shared.platform.runtime import repeat_rounds
 from shared.platform.settings import Settings
-from shared.recordstore.keystore import KeyUnavailable
-from shared.security.crypto import DecryptionError
 
 log = get_logger(__name__)
 
@@ -107,14 +107,6 @@ async def ensure_topics(
         log.info("kafka.topics_created", topics=wanted)
     finally:
         await admin.close()
-
-
-class PoisonMessage(Exception):
-    """A message that can never be processed; `reason` names the field and why, never its content."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 T = TypeVar("T")
@@ -388,7 +380,6 @@ __all__ = [
     "BatchHandler",
     "ConsumerLoop",
     "KafkaError",
-    "PoisonMessage",
     "ProcessedEvent",
     "RepeatAwareHandler",
     "create_producer",

@@ -42,3 +42,12 @@ class ApiError(Exception):
     @classmethod
     def field(cls, status: int, field: str, reason: str, *, title: str | None = None) -> ApiError:
         return cls(status, title or reason, [FieldError(field, reason)])
+
+
+class PoisonMessage(Exception):
+    """A Kafka message that can never be processed (it breaks its contract, or names what is not there): it
+    goes to the dead-letter topic instead of being retried; `reason` names the field and why, never its content."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -17,8 +17,8 @@ from sqlalchemy import DateTime, LargeBinary, String, TextClause, event, func, t
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.platform.crypto import generate_data_key, unwrap_data_key, wrap_data_key
 from shared.platform.db import Base, bulk_insert
-from shared.security.crypto import generate_data_key, unwrap_data_key, wrap_data_key
 
 KeyRef = tuple[UUID, str]  # (contact_ref, artifact_class)
 
@@ -47,10 +47,6 @@ _LOAD_KEYS_HELD = text(
     " JOIN unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS wanted(contact_ref, artifact_class)"
     " USING (contact_ref, artifact_class) ORDER BY k.contact_ref, k.artifact_class FOR SHARE OF k"
 )
-
-
-class KeyUnavailable(Exception):
-    """The data key was destroyed (the data expired or was erased) or never existed."""
 
 
 def key_context(contact_ref: UUID, artifact_class: str) -> bytes:

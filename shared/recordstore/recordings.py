@@ -23,9 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.vocabulary import ArtifactClass
+from shared.platform.crypto import OFFLOAD_BYTES, PieceDecryptor
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Artifact, sealed_aad
-from shared.security.crypto import OFFLOAD_BYTES, PieceDecryptor
 from shared.storage.blobstore import BlobStore, FileBlobStore
 
 __all__ = [
@@ -145,7 +145,7 @@ class RecordingCheck:
 
     def update_into(self, piece: bytes | memoryview, buffer: bytearray) -> memoryview:
         """`update`, writing the plaintext into `buffer` (at least `plaintext_size` bytes) instead of new bytes:
-        the part of `buffer` written. For a thread that reuses its buffers (shared.security.crypto.PieceDecryptor)."""
+        the part of `buffer` written. For a thread that reuses its buffers (shared.platform.crypto.PieceDecryptor)."""
         plaintext = self._decryptor.update_into(piece, buffer)
         self.received += len(plaintext)
         return plaintext

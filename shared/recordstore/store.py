@@ -23,8 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.events import SealedContactEvent
+from shared.platform.crypto import BlindIndex, KeyUnavailable, data_key_id, open_sealed, seal
 from shared.platform.db import bulk_insert
-from shared.recordstore.keystore import KeyRef, KeyStore, KeyUnavailable
+from shared.recordstore.keystore import KeyRef, KeyStore
 from shared.recordstore.models import (
     Artifact,
     Contact,
@@ -35,7 +36,6 @@ from shared.recordstore.models import (
     SubjectIndex,
     sealed_aad,
 )
-from shared.security.crypto import BlindIndex, data_key_id, open_sealed, seal
 
 
 @dataclass

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.audit.chain import Action, Outcome
 from shared.audit.log import actor_ref, record_now
+from shared.platform.crypto import BlindIndex
 from shared.security.auth import Principal, PrincipalDep, Role
-from shared.security.crypto import BlindIndex
 
 __all__ = [
     "AGENT_DB_ROLE",

@@ -23,7 +23,8 @@ import httpx
 import psutil
 
 from deploy.embedded import EmbeddedStack, free_port
-from shared.security.auth import Role, generate_signing_key, mint_token
+from shared.platform.keyfiles import generate_signing_key
+from shared.security.auth import Role, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contracts.domain_events import RETENTION_EVENTS_TOPIC
+from shared.platform.crypto import BlindIndex
 from shared.platform.settings import Settings
-from shared.security.crypto import BlindIndex
 from tests.faults.load import Ledger
 
 RECORD_STORE_GROUP = "ingest-record-store"

@@ -57,9 +57,9 @@ from shared.audit.log import (
 )
 from shared.audit.relay import AUDIT_TOPIC, dump_topic
 from shared.platform.clock import FrozenClock
+from shared.platform.crypto import BlindIndex
 from shared.platform.db import create_engine, create_sessionmaker, transaction, upgrade_async
 from shared.platform.settings import Settings
-from shared.security.crypto import BlindIndex
 from tests.conftest import Infrastructure, drop_database, plain_dsn
 
 pytestmark = pytest.mark.integration

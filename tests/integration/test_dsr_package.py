@@ -27,9 +27,9 @@ from sqlalchemy import delete
 
 from services.dsr.letters import LetterContext, PackageContents, RegisterFindings, cover_letter
 from services.dsr.package import PackageInfo, build_access_package, open_package
+from shared.platform.crypto import DecryptionError, ciphertext_size
 from shared.recordstore.keystore import DataKey, KeyStore
 from shared.security.auth import Role
-from shared.security.crypto import DecryptionError, ciphertext_size
 from shared.storage.blobstore import BlobStore, create_blob_store
 from tests.integration.conftest import new_id, wav_bytes
 from tests.integration.retention_env import (

@@ -26,10 +26,10 @@ from deploy.cli import LoanFetchError, fetch_loan
 from services.export.app import create_app as create_export
 from services.export.models import Loan, LoanItem
 from services.export.package import unpack_package
+from shared.platform.crypto import DecryptionError
 from shared.platform.settings import Settings
 from shared.recordstore.models import Artifact, Contact
 from shared.security.auth import Role
-from shared.security.crypto import DecryptionError
 from shared.storage.blobstore import BlobStore, create_blob_store
 from tests.conftest import Infrastructure
 from tests.integration.conftest import new_id, wav_bytes

@@ -32,11 +32,11 @@ from shared.contracts.domain_events import (
     parse_domain_event,
 )
 from shared.contracts.events import CONTACT_EVENTS_TOPIC, SealedContactEvent
+from shared.platform.crypto import open_sealed
 from shared.policy.loader import load_policies
 from shared.recordstore.keystore import DataKey
 from shared.recordstore.models import sealed_aad
 from shared.security.auth import Role
-from shared.security.crypto import open_sealed
 from tests.integration.conftest import eventually, new_id, read_topic, wav_bytes
 from tests.integration.retention_env import (
     Env,

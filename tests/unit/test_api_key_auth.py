@@ -11,17 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from services.ingest.apikeys import INVALID_KEY, KEY_PATTERN, _new_key_id, parse_api_key
+from shared.platform.keyfiles import generate_signing_key
 from shared.platform.logging import scrub_text
 from shared.platform.settings import Settings
-from shared.security.auth import (
-    AuthError,
-    Principal,
-    PrincipalDep,
-    Role,
-    TokenVerifier,
-    generate_signing_key,
-    mint_token,
-)
+from shared.security.auth import AuthError, Principal, PrincipalDep, Role, TokenVerifier, mint_token
 
 KEY_ID = "0123456789abcdef"
 GOOD_KEY = f"sailo_{KEY_ID}_{'a1' * 32}"

@@ -42,7 +42,7 @@ from shared.audit.chain import (
     verify_inclusion,
     verify_stream,
 )
-from shared.security.crypto import BlindIndex
+from shared.platform.crypto import BlindIndex
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))

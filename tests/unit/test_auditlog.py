@@ -33,9 +33,9 @@ from shared.audit.log import (
     system_actor,
 )
 from shared.audit.relay import merge_in_order
+from shared.platform.crypto import BlindIndex
+from shared.platform.keyfiles import local_key_pair
 from shared.platform.settings import Settings
-from shared.security.auth import local_key_pair
-from shared.security.crypto import BlindIndex
 
 BLIND_INDEX = BlindIndex(bytes(range(32)))
 WHEN = datetime(2026, 3, 2, 9, 15, tzinfo=timezone(timedelta(hours=2)))

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI
 from jwt.algorithms import OKPAlgorithm
 
+from shared.platform.keyfiles import generate_signing_key
 from shared.platform.settings import Settings
 from shared.security.auth import (
     ALGORITHM,
@@ -31,7 +32,6 @@ from shared.security.auth import (
     PrincipalDep,
     Role,
     TokenVerifier,
-    generate_signing_key,
     key_id,
     mint_token,
     require_roles,

@@ -1,4 +1,4 @@
-"""Unit tests for shared.security.crypto: envelope encryption, blind indexes and streaming encryption."""
+"""Unit tests for shared.platform.crypto: envelope encryption, blind indexes and streaming encryption."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.security.crypto import (
+from shared.platform.crypto import (
     CHUNK_SIZE,
     TAG_SIZE,
     BlindIndex,

@@ -22,7 +22,7 @@ import pytest
 from deploy.cli import LoanFetchError, ProgressBar, fetch_loan, main
 from services.export.package import package_aad, recording_file, unpack_package, wav_duration_ms
 from services.ingest.recordings import parse_wav_header
-from shared.security.crypto import DecryptionError, encrypt_stream
+from shared.platform.crypto import DecryptionError, encrypt_stream
 from shared.storage.ziparchive import ZipEntry, zip_stream
 
 LOAN = uuid.UUID("6f1c1f9e-3b7a-4c55-9a43-2f5b7d1e0a11")

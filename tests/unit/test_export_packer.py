@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from services.export.packer import pack
+from shared.platform.crypto import DecryptionError, decrypt_stream, encrypt_stream
 from shared.recordstore.models import sealed_aad
 from shared.recordstore.recordings import RecordingCheck, RecordingIntegrityError, RecordingStream
-from shared.security.crypto import DecryptionError, decrypt_stream, encrypt_stream
 from shared.storage.blobstore import BlobNotFound, FileBlobStore
 
 AAD = b"sailo-loan-package:test"

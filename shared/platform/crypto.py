@@ -85,6 +85,10 @@ _Bytes = bytes | bytearray | memoryview
 _Writable = bytearray | memoryview
 
 
+class KeyUnavailable(Exception):
+    """The data key was destroyed (the data expired or was erased) or never existed."""
+
+
 class DecryptionError(Exception):
     """A ciphertext could not be decrypted or authenticated.
 
