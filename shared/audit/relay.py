@@ -1,6 +1,6 @@
 """The audit relay: outbox -> hash chain -> signed checkpoints -> the single-partition topic ``sailo.audit``.
 
-Every service process runs one (:class:`shared.platform.runtime.Runtime` starts it). Each round has two steps, each one
+Every service process runs one (:class:`shared.app.Runtime` starts it). Each round has two steps, each one
 database transaction holding a transaction-level advisory lock, so however many relays run, one works at a
 time and the others skip the round:
 
