@@ -24,6 +24,16 @@ and by the contact details their notice publishes, never by name.
 
 The policies transcribe each notice's content in English (purposes, categories, sources, grounds); the
 Finnish and Swedish parts quote that text as written and say so, rather than carry an unreviewed translation.
+
+The wording is not in this module. Every phrase is in the YAML files of services/dsr/wording/, one per letter
+kind plus letter.yaml (the frame every letter shares) and terms.yaml (words several letters use), with the
+Finnish, Swedish and English forms side by side, so that a translator or a lawyer reviews and edits them
+without reading Python: side by side because a review checks that the three parts say the same thing, one file
+per letter kind because a letter is reviewed as a whole. This module declares each phrase with the
+placeholders it fills in, and the files are checked against those declarations once, at import
+(services.dsr.wording): a missing phrase, an unknown key or a wrong placeholder stops the service at start,
+naming the file and the key. What stays here is how a letter is put together: the order of its parts, the
+punctuation between a label and its value, dates and numbers, and the article of the GDPR each statement cites.
 """
 
 from __future__ import annotations
@@ -33,8 +43,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 
+from services.dsr.wording import Catalogue, Phrase
 from shared.contracts.vocabulary import ArtifactClass
 from shared.policy.model import (
     Action,
@@ -88,10 +100,6 @@ class Language(StrEnum):
 
 #: The order of the parts in every letter.
 LANGUAGES: tuple[Language, ...] = (Language.FI, Language.SV, Language.EN)
-
-LANGUAGE_HEADINGS: Mapping[Language, str] = MappingProxyType(
-    {Language.FI: "SUOMEKSI", Language.SV: "PÅ SVENSKA", Language.EN: "IN ENGLISH"}
-)
 
 
 class LoanStatus(StrEnum):
@@ -293,21 +301,163 @@ class Rectified:
             raise ValueError("a rectification corrects a field or adds a statement")
 
 
-# --------------------------------------------------------------------------------------------- phrasebook
+# ------------------------------------------------------------------------------------------------ wording
 
+# Every phrase the letters use, declared with the placeholders the code fills in; the texts are in the YAML
+# files of services/dsr/wording/, checked against these declarations once, here at import, so that a broken
+# catalogue stops the service at start rather than a letter on its way out.
+_WORDING = Catalogue(Path(__file__).with_name("wording"), LANGUAGES)
 
-@dataclass(frozen=True, slots=True)
-class _Text:
-    """One phrase in the three languages; placeholders are filled with str.format."""
+_LETTER = _WORDING.part("letter.yaml")
+_HEADING = _LETTER.phrase("language_heading")
+_ARTICLE = _LETTER.phrase("gdpr_article", "article")
+_ARTICLE_PARAGRAPH = _LETTER.phrase("gdpr_article_paragraph", "article", "paragraph")
+_AND = _LETTER.phrase("list_and")
+_CASE_NUMBER_LABEL = _LETTER.phrase("header.case_number")
+_DATED = _LETTER.phrase("header.dated")
+_RECEIVED = _LETTER.phrase("header.received")
+_LAST_DAY = _LETTER.phrase("header.last_day")
+_SALUTATION = _LETTER.phrase("header.salutation")
+_ASKED = _LETTER.table("you_asked", RightName)
+_CLOSING = _LETTER.phrase("closing")
+_BUSINESS_ID = _LETTER.phrase("contact_details.business_id")
+_POSTAL = _LETTER.phrase("contact_details.postal_address")
+_VISITING = _LETTER.phrase("contact_details.visiting_address")
+_PHONE = _LETTER.phrase("contact_details.phone")
+_EMAIL = _LETTER.phrase("contact_details.email")
+_WEBSITE = _LETTER.phrase("contact_details.website")
+_CONTROLLER_LABEL = _LETTER.phrase("controller.label")
+_DPO_LABEL = _LETTER.phrase("controller.data_protection_officer")
+_NO_DPO = _LETTER.phrase("controller.no_data_protection_officer", "label")
+_CONTACT_PERSON_LABEL = _LETTER.phrase("controller.contact_person")
+_COMPLAINT_HEADING = _LETTER.phrase("complaint.heading")
+_COMPLAINT = _LETTER.phrase("complaint.text", "art")
+# A notice gives the authority's own name in the notice's language only; Finland's supervisory authority is
+# named in all three so each part of a letter calls it by its name in that language.
+_AUTHORITY_NAMES = _LETTER.table("complaint.authority_names", ["Office of the Data Protection Ombudsman"])
+_JUDICIAL_REMEDY_HEADING = _LETTER.phrase("judicial_remedy.heading")
+_JUDICIAL_REMEDY = _LETTER.phrase("judicial_remedy.text", "art")
 
-    fi: str
-    sv: str
-    en: str
+_TERMS = _WORDING.part("terms.yaml")
+_CLASSES = _TERMS.table("artifact_classes", ArtifactClass)
+_CONCERNS = _TERMS.phrase("concerns")
+# (singular, plural): "one" follows the number 1, "other" any other number, as in the CLDR plural categories.
+_UNITS: Mapping[str, tuple[Phrase, Phrase]] = {
+    unit: (_TERMS.phrase(f"period_units.{unit}.one"), _TERMS.phrase(f"period_units.{unit}.other"))
+    for unit in ("years", "months", "days", "hours", "minutes")
+}
+_TRIGGERS = _TERMS.table("retention_triggers", Trigger)
+_ACTIONS = _TERMS.table("retention_actions", Action)
 
-    def __call__(self, lang: Language, /, **values: object) -> str:
-        template: str = getattr(self, lang.value)
-        return template.format(**values) if values else template
+_ACCESS = _WORDING.part("access.yaml")
+_COVER_SUBJECT = _ACCESS.phrase("subject")
+_COVER_OPENING = _ACCESS.phrase("opening", "asked", "art", "art3")
+_COPY_LABEL = _ACCESS.phrase("copy.label")
+_COPY_CONTACTS = _ACCESS.phrase("copy.contacts")
+_COPY_RECORDINGS = _ACCESS.phrase("copy.recordings")
+_COPY_MESSAGES = _ACCESS.phrase("copy.messages")
+_COPY_TRANSCRIPTS = _ACCESS.phrase("copy.transcripts")
+_ENGLISH_QUOTED = _ACCESS.phrase("quoted_in_english", languages=(Language.FI, Language.SV))
+_SEVERAL_VERSIONS = _ACCESS.phrase("several_versions", "count")
+_SEARCHED_WITHOUT_DATA = _ACCESS.phrase("searched_without_data")
+_NOTICE = _ACCESS.phrase("notice.line", "title", "updated", "start")
+_UNDATED = _ACCESS.phrase("notice.undated")
+_PURPOSES_LABEL = _ACCESS.phrase("purposes.label")
+_LEGAL_BASIS_LABEL = _ACCESS.phrase("legal_basis.label")
+_LAW_LABEL = _ACCESS.phrase("legal_basis.law")
+_LEGAL_BASES = _ACCESS.table("legal_basis.grounds", LegalBasis)
+_CATEGORIES_LABEL = _ACCESS.phrase("categories.label")
+_RECIPIENTS_LABEL = _ACCESS.phrase("recipients.label")
+_NO_RECIPIENTS = _ACCESS.phrase("recipients.none")
+_CONDITION_LABEL = _ACCESS.phrase("recipients.condition")
+_LOAN_RETURNED_OR_DESTROYED = _ACCESS.phrase("recipients.temporary_loan_returned_or_destroyed")
+_LOAN = _ACCESS.phrase("recipients.temporary_loan")
+_RECIPIENT_KINDS = _ACCESS.table("recipients.kinds", RecipientKind)
+_RETENTION_LABEL = _ACCESS.phrase("retention.label")
+_SOURCES_LABEL = _ACCESS.phrase("sources.label")
+_TRANSFERS_LABEL = _ACCESS.phrase("transfers.label")
+_NO_TRANSFERS = _ACCESS.phrase("transfers.none")
+_TRANSFERS_POSSIBLE = _ACCESS.phrase("transfers.possible")
+_TRANSFER_PURPOSE_LABEL = _ACCESS.phrase("transfers.purpose")
+_SAFEGUARDS_LABEL = _ACCESS.phrase("transfers.safeguards")
+_STORAGE_LOCATION_LABEL = _ACCESS.phrase("transfers.storage_location")
+_SAFEGUARDS = _ACCESS.table("transfers.safeguard_kinds", Safeguard)
+_AUTOMATED_LABEL = _ACCESS.phrase("automated.label")
+_DECISION_MAKING = _ACCESS.phrase("automated.decision_making")
+_NO_DECISION_MAKING = _ACCESS.phrase("automated.no_decision_making")
+_PROFILING = _ACCESS.phrase("automated.profiling")
+_NO_PROFILING = _ACCESS.phrase("automated.no_profiling")
+_LOGIC = _ACCESS.phrase("automated.logic")
+_RIGHTS_LABEL = _ACCESS.phrase("rights.label")
+_RIGHTS = _ACCESS.table("rights.names", RightName)
+_STATUSES = _ACCESS.table("rights.statuses", RightStatus)
+_STATUS_GROUND_LABEL = _ACCESS.table("rights.ground_labels", RightStatus)
+_SUBMIT_TO_LABEL = _ACCESS.phrase("rights.submit_to")
+_LOANS_LABEL = _ACCESS.phrase("loans.label")
+_NO_LOANS = _ACCESS.phrase("loans.none")
+# English writes the range in words; Finnish and Swedish with the en dash the code supplies.
+_LOAN_LINE = _ACCESS.phrase(
+    "loans.loan", "institute", "reference", "classes", "start", "end", "status", "dash", optional=["dash"]
+)
+_LOAN_STATUSES = _ACCESS.table("loans.statuses", LoanStatus)
 
+_NO_DATA = _WORDING.part("no_data.yaml")
+_NO_DATA_SUBJECT = _NO_DATA.phrase("subject")
+_NO_DATA_OPENING = _NO_DATA.phrase("opening", "asked", "art")
+_NO_DATA_RETENTION = _NO_DATA.phrase("retention_note")
+
+_DECISION = _WORDING.part("decision.yaml")
+_DECISION_SUBJECT = _DECISION.phrase("subject")
+_DECISION_OPENING = _DECISION.phrase("opening", "asked", "art")
+_GROUNDS_QUOTED = _DECISION.phrase("grounds_quoted_in_english", languages=(Language.FI, Language.SV))
+_DECISION_LABEL = _DECISION.phrase("decision")
+_OUTCOMES = _DECISION.table("outcomes", Outcome)
+# What a granted erasure or objection does, so the requester knows the data go and copies are followed up.
+_ERASED = _DECISION.table("erased", [RightName.ERASURE, RightName.OBJECTION], "art")
+_POLICY_GROUND_LABEL = _DECISION.phrase("policy_ground")
+_GROUND_LABEL = _DECISION.phrase("ground")
+_STATUTORY_GROUNDS = _DECISION.table("statutory_grounds", StatutoryGround, "art")
+_RECTIFIED_FIELDS = _DECISION.phrase("rectified.fields", "fields")
+_RECTIFIED_STATEMENT = _DECISION.phrase("rectified.statement", "art")
+_RECTIFICATION_NOTIFIED = _DECISION.phrase("rectified.recipients_notified", "art")
+# The customer fields a rectification can correct, named by their names, never their values.
+_FIELD_NAMES = _DECISION.table(
+    "customer_fields", ["phone", "email", "name", "nickname", "personal_identity_code"]
+)
+
+_EXTENSION = _WORDING.part("extension.yaml")
+_EXTENSION_SUBJECT = _EXTENSION.phrase("subject")
+_EXTENSION_OPENING = _EXTENSION.phrase("opening", "asked", "art", "last_day", "new_last_day")
+_EXTENSION_REASONS_LABEL = _EXTENSION.phrase("reasons_label")
+_EXTENSION_REASONS = _EXTENSION.table("reasons", ExtensionReason)
+_EXTENSION_REGISTERS_LABEL = _EXTENSION.phrase("registers_label")
+
+_LIFTED = _WORDING.part("restriction_lifted.yaml")
+_LIFTED_SUBJECT = _LIFTED.phrase("subject")
+_LIFTED_OPENING = _LIFTED.phrase("opening", "asked", "art", "art3", "restricted_on", "lifted_on", "reason")
+_LIFT_REASONS = _LIFTED.table("reasons", LiftReason)
+_AFTER_LIFT = _LIFTED.phrase("after_lift")
+_COMMENT_BEFORE_LIFT = _LIFTED.phrase("comment_before", "lifted_on")
+
+_WORDING.load()
+
+LANGUAGE_HEADINGS: Mapping[Language, str] = MappingProxyType({lang: _HEADING(lang) for lang in LANGUAGES})
+
+# The article that grants each right, for "(GDPR Art. 17)" and its Finnish and Swedish forms.
+_RIGHT_ARTICLES: Mapping[RightName, int] = {
+    RightName.ACCESS: 15,
+    RightName.RECTIFICATION: 16,
+    RightName.ERASURE: 17,
+    RightName.RESTRICTION: 18,
+    RightName.PORTABILITY: 20,
+    RightName.OBJECTION: 21,
+}
+
+# A statutory ground the GDPR ties to particular rights, where citing it for another would be wrong.
+_STATUTORY_GROUND_RIGHTS: Mapping[StatutoryGround, frozenset[RightName]] = {
+    StatutoryGround.RIGHTS_OF_OTHERS: frozenset({RightName.ACCESS, RightName.PORTABILITY}),
+    StatutoryGround.DATA_ACCURATE: frozenset({RightName.RECTIFICATION}),
+}
 
 _MONTHS_EN = (
     "January",
@@ -336,343 +486,15 @@ _RANGE_DASH = "\N{EN DASH}"
 
 
 def _article(lang: Language, article: int, paragraph: int | None = None) -> str:
-    if lang is Language.FI:
-        if paragraph is None:
-            return f"tietosuoja-asetuksen {article} artikla"
-        return f"tietosuoja-asetuksen {article} artiklan {paragraph} kohta"
-    if lang is Language.SV:
-        where = str(article) if paragraph is None else f"{article}.{paragraph}"
-        return f"artikel {where} i dataskyddsförordningen"
-    return f"GDPR Art. {article}" if paragraph is None else f"GDPR Art. {article}({paragraph})"
+    if paragraph is None:
+        return _ARTICLE(lang, article=article)
+    return _ARTICLE_PARAGRAPH(lang, article=article, paragraph=paragraph)
 
 
 def _join(items: Sequence[str], lang: Language) -> str:
-    last = {Language.FI: " ja ", Language.SV: " och ", Language.EN: " and "}[lang]
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + last + items[-1]
-
-
-# (singular, plural) per language. Finnish takes the partitive after numbers above one ("6 kuukautta").
-_UNITS: Mapping[str, tuple[_Text, _Text]] = {
-    "years": (_Text("vuosi", "år", "year"), _Text("vuotta", "år", "years")),
-    "months": (_Text("kuukausi", "månad", "month"), _Text("kuukautta", "månader", "months")),
-    "days": (_Text("päivä", "dag", "day"), _Text("päivää", "dagar", "days")),
-    "hours": (_Text("tunti", "timme", "hour"), _Text("tuntia", "timmar", "hours")),
-    "minutes": (_Text("minuutti", "minut", "minute"), _Text("minuuttia", "minuter", "minutes")),
-}
-
-_TRIGGERS: Mapping[Trigger, _Text] = {
-    Trigger.CONTACT_START: _Text(
-        "yhteydenoton alkamisesta", "från kontaktens början", "from the start of the contact"
-    ),
-    Trigger.CONTACT_END: _Text(
-        "yhteydenoton päättymisestä", "från kontaktens slut", "from the end of the contact"
-    ),
-    Trigger.CASE_CLOSED: _Text(
-        "asian käsittelyn päättymisestä", "från att ärendet avslutades", "from the closing of the case"
-    ),
-    Trigger.MESSAGE_SENT: _Text(
-        "viestin lähettämisestä", "från att meddelandet skickades", "from when the message was sent"
-    ),
-}
-
-_ACTIONS: Mapping[Action, _Text] = {
-    Action.DELETE: _Text(
-        "minkä jälkeen tiedot poistetaan", "därefter raderas uppgifterna", "after which the data are deleted"
-    ),
-    Action.REDACT: _Text(
-        "minkä jälkeen tiedot poistetaan viestistä (viestin muu sisältö säilyy)",
-        "därefter tas uppgifterna bort ur meddelandet (resten av meddelandet sparas)",
-        "after which they are removed from the message (the rest of the message is kept)",
-    ),
-}
-
-_CLASSES: Mapping[ArtifactClass, _Text] = {
-    ArtifactClass.RECORDING: _Text("tallenteet", "inspelningar", "recordings"),
-    ArtifactClass.CONTACT_HISTORY: _Text("kontaktihistoria", "kontakthistorik", "contact history"),
-    ArtifactClass.MESSAGES: _Text(
-        "viestit ja keskustelut", "meddelanden och chattsamtal", "messages and conversations"
-    ),
-    ArtifactClass.CHATBOT_IDENTIFIERS: _Text(
-        "chatbotiin kirjoitetut numeeriset tunnistetiedot",
-        "numeriska identifieringsuppgifter som skrivits i chattboten",
-        "numeric identifiers typed into the chatbot",
-    ),
-    ArtifactClass.PARTICIPANT_DATA: _Text(
-        "keskustelun osallistujatiedot", "deltagaruppgifter", "participant data"
-    ),
-    ArtifactClass.SURVEY_ANSWERS: _Text("kyselyvastaukset", "enkätsvar", "survey answers"),
-    ArtifactClass.CASE_DATA: _Text("asian tiedot", "ärendeuppgifter", "case data"),
-    ArtifactClass.ATTACHMENTS: _Text("liitteet", "bilagor", "attachments"),
-    ArtifactClass.IDENTIFICATION: _Text("tunnistustiedot", "identifieringsuppgifter", "identification data"),
-}
-
-_LEGAL_BASES: Mapping[LegalBasis, _Text] = {
-    LegalBasis.CONSENT: _Text("rekisteröidyn suostumus", "den registrerades samtycke", "consent"),
-    LegalBasis.CONTRACT: _Text(
-        "sopimuksen täytäntöönpano", "fullgörande av ett avtal", "performance of a contract"
-    ),
-    LegalBasis.LEGAL_OBLIGATION: _Text(
-        "rekisterinpitäjän lakisääteisen velvoitteen noudattaminen",
-        "en rättslig förpliktelse som åvilar den personuppgiftsansvarige",
-        "compliance with a legal obligation of the controller",
-    ),
-    LegalBasis.VITAL_INTERESTS: _Text(
-        "elintärkeiden etujen suojaaminen",
-        "skydd av grundläggande intressen",
-        "protection of vital interests",
-    ),
-    LegalBasis.PUBLIC_TASK: _Text(
-        "yleistä etua koskevan tehtävän suorittaminen tai julkisen vallan käyttäminen",
-        "en uppgift av allmänt intresse eller myndighetsutövning",
-        "performance of a task in the public interest or in the exercise of official authority",
-    ),
-    LegalBasis.LEGITIMATE_INTERESTS: _Text(
-        "oikeutettujen etujen toteuttaminen", "berättigat intresse", "legitimate interests"
-    ),
-}
-
-_RECIPIENT_KINDS: Mapping[RecipientKind, _Text] = {
-    RecipientKind.RESEARCH_INSTITUTE: _Text("tutkimuslaitos", "forskningsinstitut", "research institute"),
-    RecipientKind.AUTHORITY: _Text("viranomainen", "myndighet", "authority"),
-    RecipientKind.POLICE: _Text("poliisi", "polisen", "police"),
-    RecipientKind.PROCESSOR: _Text("henkilötietojen käsittelijä", "personuppgiftsbiträde", "processor"),
-}
-
-_SAFEGUARDS: Mapping[Safeguard, _Text] = {
-    Safeguard.ADEQUACY_DECISION: _Text(
-        "Euroopan komission päätös tietosuojan riittävyydestä",
-        "Europeiska kommissionens beslut om adekvat skyddsnivå",
-        "an adequacy decision of the European Commission",
-    ),
-    Safeguard.STANDARD_CONTRACTUAL_CLAUSES: _Text(
-        "EU:n vakiosopimuslausekkeet", "EU:s standardavtalsklausuler", "the EU standard contractual clauses"
-    ),
-    Safeguard.BINDING_CORPORATE_RULES: _Text(
-        "yritystä koskevat sitovat säännöt", "bindande företagsbestämmelser", "binding corporate rules"
-    ),
-}
-
-# The article that grants each right, for "(GDPR Art. 17)" and its Finnish and Swedish forms.
-_RIGHT_ARTICLES: Mapping[RightName, int] = {
-    RightName.ACCESS: 15,
-    RightName.RECTIFICATION: 16,
-    RightName.ERASURE: 17,
-    RightName.RESTRICTION: 18,
-    RightName.PORTABILITY: 20,
-    RightName.OBJECTION: 21,
-}
-
-_RIGHTS: Mapping[RightName, _Text] = {
-    RightName.ACCESS: _Text("oikeus saada pääsy tietoihin", "rätt till tillgång", "right of access"),
-    RightName.RECTIFICATION: _Text(
-        "oikeus tietojen oikaisemiseen", "rätt till rättelse", "right to rectification"
-    ),
-    RightName.RESTRICTION: _Text(
-        "oikeus käsittelyn rajoittamiseen",
-        "rätt till begränsning av behandling",
-        "right to restriction of processing",
-    ),
-    RightName.ERASURE: _Text("oikeus tietojen poistamiseen", "rätt till radering", "right to erasure"),
-    RightName.OBJECTION: _Text(
-        "oikeus vastustaa käsittelyä", "rätt att göra invändningar", "right to object"
-    ),
-    RightName.PORTABILITY: _Text(
-        "oikeus siirtää tiedot järjestelmästä toiseen",
-        "rätt till dataportabilitet",
-        "right to data portability",
-    ),
-}
-
-_ASKED: Mapping[RightName, _Text] = {
-    RightName.ACCESS: _Text(
-        "Pyysit saada pääsyn sinua koskeviin henkilötietoihin",
-        "Du begärde tillgång till dina personuppgifter",
-        "You asked for access to your personal data",
-    ),
-    RightName.RECTIFICATION: _Text(
-        "Pyysit sinua koskevien henkilötietojen oikaisemista",
-        "Du begärde rättelse av dina personuppgifter",
-        "You asked for your personal data to be rectified",
-    ),
-    RightName.RESTRICTION: _Text(
-        "Pyysit sinua koskevien henkilötietojen käsittelyn rajoittamista",
-        "Du begärde begränsning av behandlingen av dina personuppgifter",
-        "You asked for the processing of your personal data to be restricted",
-    ),
-    RightName.ERASURE: _Text(
-        "Pyysit sinua koskevien henkilötietojen poistamista",
-        "Du begärde radering av dina personuppgifter",
-        "You asked for your personal data to be erased",
-    ),
-    RightName.OBJECTION: _Text(
-        "Vastustit sinua koskevien henkilötietojen käsittelyä",
-        "Du invände mot behandlingen av dina personuppgifter",
-        "You objected to the processing of your personal data",
-    ),
-    RightName.PORTABILITY: _Text(
-        "Pyysit saada sinua koskevat henkilötiedot siirrettäviksi järjestelmästä toiseen",
-        "Du begärde att få dina personuppgifter överförda till ett annat system",
-        "You asked for your personal data to be transmitted to another system",
-    ),
-}
-
-_STATUSES: Mapping[RightStatus, _Text] = {
-    RightStatus.GRANTED: _Text("käytettävissä", "gäller", "available"),
-    RightStatus.CONDITIONAL: _Text(
-        "käytettävissä tietyin edellytyksin", "gäller på vissa villkor", "available under conditions"
-    ),
-    RightStatus.REFUSED: _Text(
-        "ei käytettävissä tässä rekisterissä",
-        "gäller inte i detta register",
-        "not available in this register",
-    ),
-    RightStatus.NOT_APPLICABLE: _Text(
-        "ei sovellu tähän käsittelyyn",
-        "tillämpas inte på denna behandling",
-        "does not apply to this processing",
-    ),
-}
-
-_STATUS_GROUND_LABEL: Mapping[RightStatus, _Text] = {
-    RightStatus.GRANTED: _Text("Huomautus", "Anmärkning", "Note"),
-    RightStatus.CONDITIONAL: _Text("Edellytykset", "Villkor", "Conditions"),
-    RightStatus.REFUSED: _Text("Peruste", "Grund", "Ground"),
-    RightStatus.NOT_APPLICABLE: _Text("Peruste", "Grund", "Ground"),
-}
-
-_LOAN_STATUSES: Mapping[LoanStatus, _Text] = {
-    LoanStatus.OUT: _Text(
-        "tiedot ovat edelleen tutkimuslaitoksella",
-        "uppgifterna finns fortfarande hos forskningsinstitutet",
-        "the data are still with the institute",
-    ),
-    LoanStatus.RETURNED: _Text(
-        "tiedot on palautettu", "uppgifterna har återlämnats", "the data have been returned"
-    ),
-    LoanStatus.DESTROYED: _Text(
-        "tiedot on hävitetty", "uppgifterna har förstörts", "the data have been destroyed"
-    ),
-}
-
-_OUTCOMES: Mapping[Outcome, _Text] = {
-    Outcome.GRANTED: _Text("pyyntösi hyväksytään", "din begäran bifalls", "your request is granted"),
-    Outcome.REFUSED: _Text("pyyntöäsi ei hyväksytä", "din begäran avslås", "your request is refused"),
-    Outcome.NO_DATA: _Text(
-        "rekisterissä ei ole sinua koskevia tietoja",
-        "registret innehåller inga uppgifter om dig",
-        "the register holds no data about you",
-    ),
-}
-
-_STATUTORY_GROUNDS: Mapping[StatutoryGround, _Text] = {
-    StatutoryGround.RIGHTS_OF_OTHERS: _Text(
-        "Tietojen luovuttaminen ei saa vaikuttaa haitallisesti muiden henkilöiden oikeuksiin ja vapauksiin, "
-        "joten muita henkilöitä koskevat tiedot on jätetty pois ({art}).",
-        "Utlämnandet får inte inverka negativt på andra personers rättigheter och friheter, och därför har "
-        "uppgifter om andra personer utelämnats ({art}).",
-        "Disclosure must not adversely affect the rights and freedoms of others, so data about other people "
-        "have been left out ({art}).",
-    ),
-    StatutoryGround.MANIFESTLY_UNFOUNDED_OR_EXCESSIVE: _Text(
-        "Pyyntö on ilmeisen perusteeton tai kohtuuton ({art}).",
-        "Begäran är uppenbart ogrundad eller orimlig ({art}).",
-        "The request is manifestly unfounded or excessive ({art}).",
-    ),
-    StatutoryGround.SUBJECT_NOT_IDENTIFIABLE: _Text(
-        "Emme pysty tunnistamaan sinua rekisterin tiedoista ({art}). Voit antaa lisätietoja, joiden avulla "
-        "tiedot voidaan yhdistää sinuun.",
-        "Vi kan inte identifiera dig i registrets uppgifter ({art}). Du kan lämna ytterligare uppgifter som "
-        "gör det möjligt att koppla uppgifterna till dig.",
-        "We cannot identify you in the register's data ({art}). You may provide additional information that "
-        "enables us to link the data to you.",
-    ),
-    StatutoryGround.DATA_ACCURATE: _Text(
-        "Tiedot ovat tarkistuksen perusteella paikkansapitäviä, joten oikaistavaa ei ole ({art}).",
-        "Uppgifterna är enligt kontrollen riktiga, så det finns inget att rätta ({art}).",
-        "The data were checked and are accurate, so there is nothing to rectify ({art}).",
-    ),
-}
-
-# A statutory ground the GDPR ties to particular rights, where citing it for another would be wrong.
-_STATUTORY_GROUND_RIGHTS: Mapping[StatutoryGround, frozenset[RightName]] = {
-    StatutoryGround.RIGHTS_OF_OTHERS: frozenset({RightName.ACCESS, RightName.PORTABILITY}),
-    StatutoryGround.DATA_ACCURATE: frozenset({RightName.RECTIFICATION}),
-}
-
-_EXTENSION_REASONS: Mapping[ExtensionReason, _Text] = {
-    ExtensionReason.COMPLEX_REQUEST: _Text(
-        "pyyntösi on monimutkainen", "din begäran är komplicerad", "your request is complex"
-    ),
-    ExtensionReason.NUMBER_OF_REQUESTS: _Text(
-        "olemme saaneet sinulta useita pyyntöjä",
-        "vi har fått flera begäranden från dig",
-        "we have received several requests from you",
-    ),
-    ExtensionReason.VOLUME_OF_DATA: _Text(
-        "tietoja on paljon, ja tallenteet ja viestit on käytävä läpi yksitellen",
-        "uppgifterna är omfattande och inspelningarna och meddelandena måste gås igenom en och en",
-        "there is a large amount of data, and the recordings and messages must be reviewed one by one",
-    ),
-    ExtensionReason.OTHERS_DATA: _Text(
-        "tallenteissa on muita henkilöitä koskevia tietoja, jotka on poistettava ennen luovuttamista",
-        "inspelningarna innehåller uppgifter om andra personer som måste tas bort innan de lämnas ut",
-        "the recordings contain data about other people that must be removed before they are disclosed",
-    ),
-    ExtensionReason.SEVERAL_REGISTERS: _Text(
-        "pyyntösi koskee useita rekistereitä",
-        "din begäran gäller flera register",
-        "your request concerns several registers",
-    ),
-}
-
-_LIFT_REASONS: Mapping[LiftReason, _Text] = {
-    LiftReason.ACCURACY_VERIFIED: _Text(
-        "tietojen paikkansapitävyys on tarkistettu",
-        "uppgifternas riktighet har kontrollerats",
-        "the accuracy of the data has been verified",
-    ),
-    LiftReason.LEGAL_CLAIMS_CONCLUDED: _Text(
-        "tietoja ei enää tarvita oikeudellisen vaateen laatimiseen, esittämiseen tai puolustamiseen",
-        "uppgifterna behövs inte längre för att fastställa, göra gällande eller försvara rättsliga anspråk",
-        "the data are no longer needed for the establishment, exercise or defence of legal claims",
-    ),
-    LiftReason.OBJECTION_DECIDED: _Text(
-        "on tarkistettu, että rekisterinpitäjän oikeutetut perusteet ovat sinun perusteitasi painavammat",
-        "det har kontrollerats att den personuppgiftsansvariges berättigade skäl väger tyngre än dina",
-        "it has been verified that the controller's legitimate grounds override yours",
-    ),
-}
-
-_SALUTATION = _Text("Hyvä rekisteröity,", "Bästa registrerade,", "Dear data subject,")
-_CLOSING = _Text("Ystävällisin terveisin", "Med vänliga hälsningar", "Yours sincerely")
-_CASE_NUMBER_LABEL = _Text("Asianumero", "Ärendenummer", "Case number")
-_DATED = _Text("Päivämäärä", "Datum", "Date")
-_RECEIVED = _Text("Pyyntö vastaanotettu", "Begäran mottagen", "Request received")
-_LAST_DAY = _Text("Vastauksen määräpäivä", "Sista dag för svaret", "Last day for the reply")
-
-_POSTAL = _Text("Postiosoite", "Postadress", "Postal address")
-_VISITING = _Text("Käyntiosoite", "Besöksadress", "Visiting address")
-_PHONE = _Text("Puhelin", "Telefon", "Phone")
-_EMAIL = _Text("Sähköposti", "E-post", "E-mail")
-_WEBSITE = _Text("Verkkosivut", "Webbplats", "Website")
-_BUSINESS_ID = _Text("Y-tunnus", "FO-nummer", "Business ID")
-
-# "under Art. 12(3)": Finnish needs the genitive of the article reference here, not the nominative.
-_EXTENSION_ARTICLE = _Text(
-    "tietosuoja-asetuksen 12 artiklan 3 kohdan", "artikel 12.3 i dataskyddsförordningen", "GDPR Art. 12(3)"
-)
-
-_ENGLISH_QUOTED = _Text(
-    "Rekisterikohtaiset kuvaukset (kuten käsittelyn tarkoitukset, henkilötietoryhmät, tietolähteet ja "
-    "perusteet) ovat englanniksi siinä muodossa kuin ne on kirjattu rekisterin tietosuojaselosteesta. "
-    "Alkuperäisen tietosuojaselosteen saat rekisterinpitäjältä.",
-    "Registerspecifika beskrivningar (såsom ändamål, kategorier av personuppgifter, källor och grunder) "
-    "anges på engelska så som de har antecknats utifrån registrets dataskyddsbeskrivning. Den ursprungliga "
-    "dataskyddsbeskrivningen får du av den personuppgiftsansvarige.",
-    "",
-)
+    return ", ".join(items[:-1]) + f" {_AND(lang)} " + items[-1]
 
 
 # --------------------------------------------------------------------------------------------- retention
@@ -701,7 +523,7 @@ def describe_retention(rule: RetentionRule, language: Language | str) -> str:
 # ------------------------------------------------------------------------------------------------ blocks
 
 
-def _header(lang: Language, subject: _Text, context: LetterContext) -> list[str]:
+def _header(lang: Language, subject: Phrase, context: LetterContext) -> list[str]:
     heading = LANGUAGE_HEADINGS[lang]
     lines = [heading, "=" * len(heading), "", subject(lang), ""]
     lines.append(f"{_CASE_NUMBER_LABEL(lang)}: {context.case_number}")
@@ -736,7 +558,7 @@ def _controller_block(lang: Language, controller: Controller) -> list[str]:
     title = (
         controller.name if controller.short_name is None else f"{controller.name}, {controller.short_name}"
     )
-    lines = [f"{_Text('Rekisterinpitäjä', 'Personuppgiftsansvarig', 'Controller')(lang)}: {title}"]
+    lines = [f"{_CONTROLLER_LABEL(lang)}: {title}"]
     for label, value in (
         (_BUSINESS_ID, controller.business_id),
         (_POSTAL, controller.postal_address),
@@ -747,40 +569,22 @@ def _controller_block(lang: Language, controller: Controller) -> list[str]:
         if value is not None:
             lines.append(f"  {label(lang)}: {value}")
     dpo = controller.data_protection_officer
-    dpo_label = _Text("Tietosuojavastaava", "Dataskyddsombud", "Data protection officer")(lang)
+    dpo_label = _DPO_LABEL(lang)
     if dpo is not None and (dpo.email or dpo.phone):
         lines.append(f"{dpo_label}: {_contact_details(lang, dpo)}")
     else:
-        lines.append(
-            _Text(
-                "{label}: tietosuojaselosteessa ei ole tietosuojavastaavan yhteystietoja; ota yhteyttä "
-                "rekisterinpitäjään.",
-                "{label}: dataskyddsbeskrivningen anger inga kontaktuppgifter till dataskyddsombudet; kontakta "
-                "den personuppgiftsansvarige.",
-                "{label}: the privacy notice gives no contact details of the data protection officer; contact "
-                "the controller.",
-            )(lang, label=dpo_label)
-        )
+        lines.append(_NO_DPO(lang, label=dpo_label))
         contact = controller.contact_person
         if contact is not None and (contact.email or contact.phone):
             role = f"{contact.role}, " if contact.role else ""
-            contact_label = _Text("Yhteyshenkilö", "Kontaktperson", "Contact person")(lang)
-            lines.append(f"{contact_label}: {role}{_contact_details(lang, contact)}")
+            lines.append(f"{_CONTACT_PERSON_LABEL(lang)}: {role}{_contact_details(lang, contact)}")
     return lines
 
 
 def _notice_line(lang: Language, version: PolicyVersion) -> str:
     notice = version.notice
-    updated = (
-        _date(notice.updated, lang)
-        if notice.updated is not None
-        else _Text("päiväämätön", "odaterad", "undated")(lang)
-    )
-    return _Text(
-        "Tietosuojaseloste: ”{title}” ({updated}); sovelletaan {start} alkaen tehtyihin yhteydenottoihin.",
-        "Dataskyddsbeskrivning: ”{title}” ({updated}); tillämpas på kontakter från och med {start}.",
-        "Privacy notice: “{title}” ({updated}); applies to contacts from {start}.",
-    )(lang, title=notice.title, updated=updated, start=_date(version.effective_from, lang))
+    updated = _date(notice.updated, lang) if notice.updated is not None else _UNDATED(lang)
+    return _NOTICE(lang, title=notice.title, updated=updated, start=_date(version.effective_from, lang))
 
 
 def _bullets(items: Iterable[str], indent: str = "") -> list[str]:
@@ -792,16 +596,11 @@ def _classes_text(lang: Language, classes: Iterable[ArtifactClass]) -> str:
 
 
 def _legal_basis_block(lang: Language, version: PolicyVersion) -> list[str]:
-    lines = [
-        _Text("Käsittelyn oikeusperuste", "Rättslig grund för behandlingen", "Legal basis of the processing")(
-            lang
-        )
-        + ":"
-    ]
+    lines = [_LEGAL_BASIS_LABEL(lang) + ":"]
     for ground in version.legal_basis:
         line = f"{_LEGAL_BASES[ground.ground](lang)} ({ground.article})"
         if ground.law is not None:
-            line += f"; {_Text('laki', 'lag', 'law')(lang)}: {ground.law}"
+            line += f"; {_LAW_LABEL(lang)}: {ground.law}"
         lines += _bullets([line])
     return lines
 
@@ -815,8 +614,7 @@ def _categories_block(
         for c in version.data_categories
         if c.artifact_classes and (held is None or held.intersection(c.artifact_classes))
     ]
-    label = _Text("Henkilötietoryhmät", "Kategorier av personuppgifter", "Categories of personal data")(lang)
-    return [f"{label}:", *_bullets(f"{c.name}: {', '.join(c.items)}" for c in categories)]
+    return [f"{_CATEGORIES_LABEL(lang)}:", *_bullets(f"{c.name}: {', '.join(c.items)}" for c in categories)]
 
 
 def _recipient_line(lang: Language, recipient: Recipient) -> str:
@@ -825,31 +623,18 @@ def _recipient_line(lang: Language, recipient: Recipient) -> str:
     name = recipient.name if recipient.name.casefold() == kind.casefold() else f"{recipient.name} ({kind})"
     line = f"{name}: {recipient.purpose}"
     if recipient.condition is not None:
-        line += f" {_Text('Ehto', 'Villkor', 'Condition')(lang)}: {recipient.condition}"
+        line += f" {_CONDITION_LABEL(lang)}: {recipient.condition}"
     if recipient.artifact_classes:
-        line += f" ({_Text('koskee', 'gäller', 'concerns')(lang)}: {_classes_text(lang, recipient.artifact_classes)})"
+        line += f" ({_CONCERNS(lang)}: {_classes_text(lang, recipient.artifact_classes)})"
     if recipient.temporary_loan:
-        line += " " + (
-            _Text(
-                "Tilapäinen luovutus; vastaanottaja sitoutuu palauttamaan tai hävittämään tiedot.",
-                "Tillfälligt utlämnande; mottagaren förbinder sig att återlämna eller förstöra uppgifterna.",
-                "A temporary loan; the recipient commits to returning or destroying the data.",
-            )
-            if recipient.return_or_destroy
-            else _Text("Tilapäinen luovutus.", "Tillfälligt utlämnande.", "A temporary loan.")
-        )(lang)
+        line += " " + (_LOAN_RETURNED_OR_DESTROYED if recipient.return_or_destroy else _LOAN)(lang)
     return line
 
 
 def _recipients_block(lang: Language, version: PolicyVersion) -> list[str]:
-    label = _Text("Vastaanottajat", "Mottagare", "Recipients")(lang)
+    label = _RECIPIENTS_LABEL(lang)
     if not version.recipients:
-        none = _Text(
-            "tietosuojaseloste ei nimeä tietojen vastaanottajia.",
-            "dataskyddsbeskrivningen anger inga mottagare.",
-            "the privacy notice names no recipients.",
-        )(lang)
-        return [f"{label}: {none}"]
+        return [f"{label}: {_NO_RECIPIENTS(lang)}"]
     return [f"{label}:", *_bullets(_recipient_line(lang, r) for r in version.recipients)]
 
 
@@ -867,86 +652,36 @@ def _retention_lines(
 
 
 def _transfers_block(lang: Language, version: PolicyVersion) -> list[str]:
-    label = _Text(
-        "Siirrot EU:n ja ETA:n ulkopuolelle",
-        "Överföringar till länder utanför EU och EES",
-        "Transfers outside the EU/EEA",
-    )(lang)
+    label = _TRANSFERS_LABEL(lang)
     transfers = version.transfers_outside_eea
     if not transfers.allowed:
-        text = _Text(
-            "tietoja ei siirretä EU:n tai ETA:n ulkopuolelle.",
-            "uppgifterna överförs inte till länder utanför EU eller EES.",
-            "the data are not transferred outside the EU/EEA.",
-        )(lang)
-        lines = [f"{label}: {text}"]
+        lines = [f"{label}: {_NO_TRANSFERS(lang)}"]
     else:
-        text = _Text(
-            "tietoja voidaan siirtää EU:n tai ETA:n ulkopuolelle.",
-            "uppgifterna kan överföras till länder utanför EU eller EES.",
-            "the data may be transferred outside the EU/EEA.",
-        )(lang)
-        lines = [f"{label}: {text}"]
+        lines = [f"{label}: {_TRANSFERS_POSSIBLE(lang)}"]
         if transfers.purpose is not None:
-            lines.append(f"  {_Text('Tarkoitus', 'Ändamål', 'Purpose')(lang)}: {transfers.purpose}")
+            lines.append(f"  {_TRANSFER_PURPOSE_LABEL(lang)}: {transfers.purpose}")
         if transfers.processor is not None:
             lines.append(
                 f"  {_RECIPIENT_KINDS[RecipientKind.PROCESSOR](lang).capitalize()}: {transfers.processor}"
             )
         safeguards = [_SAFEGUARDS[s](lang) for s in transfers.safeguards]
-        lines.append(
-            f"  {_Text('Suojatoimet', 'Skyddsåtgärder', 'Safeguards')(lang)}: {_join(safeguards, lang)}"
-        )
+        lines.append(f"  {_SAFEGUARDS_LABEL(lang)}: {_join(safeguards, lang)}")
         if transfers.storage_location is not None:
-            lines.append(
-                f"  {_Text('Tallennuspaikka', 'Lagringsplats', 'Storage location')(lang)}: {transfers.storage_location}"
-            )
+            lines.append(f"  {_STORAGE_LOCATION_LABEL(lang)}: {transfers.storage_location}")
     if transfers.note is not None:
         lines.append(f"  {transfers.note}")
     return lines
 
 
 def _automated_block(lang: Language, version: PolicyVersion) -> list[str]:
-    label = _Text(
-        "Automaattinen päätöksenteko ja profilointi",
-        "Automatiserat beslutsfattande och profilering",
-        "Automated decision-making and profiling",
-    )(lang)
+    label = _AUTOMATED_LABEL(lang)
     decisions = version.automated_decisions
-    adm = (
-        _Text(
-            "Tietoja käytetään automaattiseen päätöksentekoon.",
-            "Uppgifterna används för automatiserat beslutsfattande.",
-            "The data are used for automated decision-making.",
-        )
-        if decisions.automated_decision_making
-        else _Text(
-            "Tietoihin ei kohdisteta automaattista päätöksentekoa.",
-            "Uppgifterna används inte för automatiserat beslutsfattande.",
-            "The data are not used for automated decision-making.",
-        )
-    )(lang)
-    profiling = (
-        _Text(
-            "Tietoja käytetään profilointiin.",
-            "Uppgifterna används för profilering.",
-            "The data are used for profiling.",
-        )
-        if decisions.profiling
-        else _Text(
-            "Tietoja ei käytetä profilointiin.",
-            "Uppgifterna används inte för profilering.",
-            "The data are not used for profiling.",
-        )
-    )(lang)
+    adm = (_DECISION_MAKING if decisions.automated_decision_making else _NO_DECISION_MAKING)(lang)
+    profiling = (_PROFILING if decisions.profiling else _NO_PROFILING)(lang)
     line = f"{label}: {adm} {profiling}"
     if decisions.automated_decision_making or decisions.profiling:
         # Art. 15(1)(h) asks for the logic involved, which the policy does not record.
-        line += " " + _Text(
-            "Tietoja käytetystä logiikasta ja sen merkityksestä sinulle saat rekisterinpitäjältä.",
-            "Information om logiken och dess betydelse för dig får du av den personuppgiftsansvarige.",
-            "The controller will tell you about the logic involved and its significance for you.",
-        )(lang)
+        line += " " + _LOGIC(lang)
     return [line]
 
 
@@ -959,11 +694,10 @@ def _right_line(lang: Language, version: PolicyVersion, right: RightName) -> str
 
 
 def _rights_block(lang: Language, version: PolicyVersion) -> list[str]:
-    lines = [_Text("Oikeutesi", "Dina rättigheter", "Your rights")(lang) + ":"]
+    lines = [_RIGHTS_LABEL(lang) + ":"]
     lines += _bullets(_right_line(lang, version, right) for right in _RIGHT_ARTICLES)
     if version.rights.submit_to is not None:
-        label = _Text("Pyynnöt osoitetaan", "Begäranden lämnas till", "Requests go to")(lang)
-        lines.append(f"{label}: {version.rights.submit_to}")
+        lines.append(f"{_SUBMIT_TO_LABEL(lang)}: {version.rights.submit_to}")
     return lines
 
 
@@ -972,17 +706,14 @@ def _version_block(
 ) -> list[str]:
     lines = [_notice_line(lang, version)]
     lines += _controller_block(lang, version.controller)
-    lines += [
-        _Text("Käsittelyn tarkoitukset", "Ändamålen med behandlingen", "Purposes of the processing")(lang)
-        + ":"
-    ]
+    lines += [_PURPOSES_LABEL(lang) + ":"]
     lines += _bullets(version.purposes)
     lines += _legal_basis_block(lang, version)
     lines += _categories_block(lang, version, held)
     lines += _recipients_block(lang, version)
-    lines += [_Text("Säilytysajat", "Lagringstider", "Retention periods")(lang) + ":"]
+    lines += [_RETENTION_LABEL(lang) + ":"]
     lines += _retention_lines(lang, version, held)
-    lines += [_Text("Tietolähteet", "Källor", "Sources of the data")(lang) + ":"]
+    lines += [_SOURCES_LABEL(lang) + ":"]
     lines += _bullets(version.sources)
     lines += _transfers_block(lang, version)
     lines += _automated_block(lang, version)
@@ -994,27 +725,14 @@ def _loans_block(lang: Language, findings: RegisterFindings) -> list[str]:
     lends = any(r.temporary_loan for v in findings.versions for r in v.recipients)
     if not findings.loans and not lends:
         return []
-    label = _Text(
-        "Tutkimuslainat, joihin tietojasi on sisältynyt",
-        "Forskningslån som har omfattat dina uppgifter",
-        "Research loans that included your data",
-    )(lang)
+    label = _LOANS_LABEL(lang)
     if not findings.loans:
-        none = _Text(
-            "tietojasi ei ole luovutettu tutkimuslaitokselle.",
-            "dina uppgifter har inte lämnats ut till något forskningsinstitut.",
-            "your data have not been lent to a research institute.",
-        )(lang)
-        return [f"{label}: {none}"]
+        return [f"{label}: {_NO_LOANS(lang)}"]
     lines = [f"{label}:"]
     for loan in findings.loans:
         lines += _bullets(
             [
-                _Text(
-                    "{institute}, sopimus {reference}: {classes}; laina-aika {start}{dash}{end}; {status}.",
-                    "{institute}, avtal {reference}: {classes}; låneperiod {start}{dash}{end}; {status}.",
-                    "{institute}, agreement {reference}: {classes}; loan period {start} to {end}; {status}.",
-                )(
+                _LOAN_LINE(
                     lang,
                     institute=loan.institute,
                     reference=loan.reference,
@@ -1027,15 +745,6 @@ def _loans_block(lang: Language, findings: RegisterFindings) -> list[str]:
             ]
         )
     return lines
-
-
-# A notice gives the authority's own name in the notice's language only; Finland's supervisory authority is
-# named here in all three so each part of a letter calls it by its name in that language.
-_AUTHORITY_NAMES: Mapping[str, _Text] = {
-    "Office of the Data Protection Ombudsman": _Text(
-        "Tietosuojavaltuutetun toimisto", "Dataombudsmannens byrå", "Office of the Data Protection Ombudsman"
-    ),
-}
 
 
 def _authority_lines(lang: Language, versions: Sequence[PolicyVersion]) -> list[str]:
@@ -1074,40 +783,12 @@ def _authority_lines(lang: Language, versions: Sequence[PolicyVersion]) -> list[
 
 
 def _complaint_block(lang: Language, versions: Sequence[PolicyVersion]) -> list[str]:
-    heading = _Text(
-        "Oikeus tehdä valitus valvontaviranomaiselle",
-        "Rätt att lämna klagomål till tillsynsmyndigheten",
-        "Right to lodge a complaint with the supervisory authority",
-    )(lang)
-    text = _Text(
-        "Jos katsot, että henkilötietojesi käsittelyssä rikotaan tietosuojasääntelyä, sinulla on oikeus tehdä "
-        "valitus valvontaviranomaiselle ({art}).",
-        "Om du anser att behandlingen av dina personuppgifter strider mot dataskyddsbestämmelserna har du rätt "
-        "att lämna klagomål till tillsynsmyndigheten ({art}).",
-        "If you consider that the processing of your personal data infringes data protection law, you have the "
-        "right to lodge a complaint with the supervisory authority ({art}).",
-    )(lang, art=_article(lang, 77))
-    return ["", heading, "", text, *_authority_lines(lang, versions)]
+    text = _COMPLAINT(lang, art=_article(lang, 77))
+    return ["", _COMPLAINT_HEADING(lang), "", text, *_authority_lines(lang, versions)]
 
 
 def _judicial_remedy_block(lang: Language) -> list[str]:
-    heading = _Text(
-        "Oikeus oikeussuojakeinoon tuomioistuimessa",
-        "Rätt till rättsmedel vid domstol",
-        "Right to a judicial remedy",
-    )(lang)
-    text = _Text(
-        "Sinulla on lisäksi oikeus tehokkaaseen oikeussuojakeinoon tuomioistuimessa, jos katsot, että "
-        "oikeuksiasi on loukattu henkilötietojesi käsittelyssä ({art}). Oikeus on voimassa valitusoikeudesta "
-        "riippumatta.",
-        "Du har också rätt till ett effektivt rättsmedel vid domstol om du anser att dina rättigheter har "
-        "kränkts genom behandlingen av dina personuppgifter ({art}). Rätten gäller oberoende av rätten att "
-        "lämna klagomål.",
-        "You also have the right to an effective judicial remedy before a court if you consider that your rights "
-        "have been infringed by the processing of your personal data ({art}). This is without prejudice to "
-        "your right to lodge a complaint.",
-    )(lang, art=_article(lang, 79))
-    return ["", heading, "", text]
+    return ["", _JUDICIAL_REMEDY_HEADING(lang), "", _JUDICIAL_REMEDY(lang, art=_article(lang, 79))]
 
 
 def _register_title(version: PolicyVersion) -> str:
@@ -1143,36 +824,24 @@ def cover_letter(
         raise ValueError("no register holds data about the requester: send no_data_letter instead")
     _distinct_registers([*[f.latest for f in registers], *searched_without_data], "cover_letter")
     all_versions = [v for f in registers for v in f.versions]
-    subject = _Text(
-        "Vastaus pyyntöösi saada pääsy henkilötietoihisi",
-        "Svar på din begäran om tillgång till dina personuppgifter",
-        "Reply to your request for access to your personal data",
-    )
     parts: dict[Language, list[str]] = {}
     for lang in LANGUAGES:
-        lines = _header(lang, subject, context)
+        lines = _header(lang, _COVER_SUBJECT, context)
         lines.append(
-            _Text(
-                "{asked} ({art}). Käsittelemme sinua koskevia henkilötietoja alla luetelluissa rekistereissä. "
-                "Jäljennös tiedoistasi toimitetaan sinulle tämän kirjeen yhteydessä ({art3}).",
-                "{asked} ({art}). Vi behandlar personuppgifter om dig i de register som anges nedan. En kopia av "
-                "uppgifterna lämnas till dig tillsammans med detta brev ({art3}).",
-                "{asked} ({art}). We process personal data about you in the registers listed below. A copy of "
-                "the data is delivered to you with this letter ({art3}).",
-            )(
+            _COVER_OPENING(
                 lang,
                 asked=_ASKED[RightName.ACCESS](lang),
                 art=_article(lang, 15),
                 art3=_article(lang, 15, 3),
             )
         )
-        lines += ["", _Text("Jäljennöksen sisältö", "Kopians innehåll", "Contents of the copy")(lang) + ":"]
+        lines += ["", _COPY_LABEL(lang) + ":"]
         lines += _bullets(
             [
-                f"{_Text('Yhteydenotot', 'Kontakter', 'Contacts')(lang)}: {package.contacts}",
-                f"{_Text('Tallenteet', 'Inspelningar', 'Recordings')(lang)}: {package.recordings}",
-                f"{_Text('Viestit', 'Meddelanden', 'Messages')(lang)}: {package.messages}",
-                f"{_Text('Litteroinnit', 'Transkriptioner', 'Transcripts')(lang)}: {package.transcripts}",
+                f"{_COPY_CONTACTS(lang)}: {package.contacts}",
+                f"{_COPY_RECORDINGS(lang)}: {package.recordings}",
+                f"{_COPY_MESSAGES(lang)}: {package.messages}",
+                f"{_COPY_TRANSCRIPTS(lang)}: {package.transcripts}",
             ]
         )
         if lang is not Language.EN:
@@ -1181,14 +850,7 @@ def cover_letter(
             lines += ["", f"{number}. {_register_title(findings.latest)}"]
             several = len(findings.versions) > 1
             if several:
-                lines.append(
-                    _Text(
-                        "Yhteydenottoihisi sovelletaan {count} tietosuojaselosteen versiota; kunkin tiedot alla.",
-                        "På dina kontakter tillämpas {count} versioner av dataskyddsbeskrivningen; var och en "
-                        "nedan.",
-                        "{count} versions of the privacy notice apply to your contacts; each is given below.",
-                    )(lang, count=len(findings.versions))
-                )
+                lines.append(_SEVERAL_VERSIONS(lang, count=len(findings.versions)))
             for index, version in enumerate(findings.versions, start=1):
                 if several:
                     lines += ["", f"{number}.{index}."]
@@ -1197,14 +859,7 @@ def cover_letter(
             if loans:
                 lines += ["", *loans]
         if searched_without_data:
-            lines += [
-                "",
-                _Text(
-                    "Olemme tarkistaneet myös seuraavat rekisterit. Niissä ei ole sinua koskevia henkilötietoja:",
-                    "Vi har också gått igenom följande register. De innehåller inga personuppgifter om dig:",
-                    "We have also searched the following registers. They hold no personal data about you:",
-                )(lang),
-            ]
+            lines += ["", _SEARCHED_WITHOUT_DATA(lang)]
             lines += _bullets(_register_title(v) for v in searched_without_data)
         lines += _complaint_block(lang, all_versions)
         lines += _signature(lang, all_versions)
@@ -1218,83 +873,30 @@ def no_data_letter(
     """The registers searched hold no personal data about the requester."""
     _distinct_registers(searched, "no_data_letter")
     request = RightName(request)
-    subject = _Text(
-        "Vastaus pyyntöösi: sinusta ei ole tietoja",
-        "Svar på din begäran: det finns inga uppgifter om dig",
-        "Reply to your request: we hold no data about you",
-    )
     parts: dict[Language, list[str]] = {}
     for lang in LANGUAGES:
-        lines = _header(lang, subject, context)
+        lines = _header(lang, _NO_DATA_SUBJECT, context)
         lines.append(
-            _Text(
-                "{asked} ({art}). Olemme tarkistaneet alla luetellut rekisterit. Niissä ei ole sinua koskevia "
-                "henkilötietoja.",
-                "{asked} ({art}). Vi har gått igenom de register som anges nedan. De innehåller inga "
-                "personuppgifter om dig.",
-                "{asked} ({art}). We have searched the registers listed below. They hold no personal data about "
-                "you.",
-            )(lang, asked=_ASKED[request](lang), art=_article(lang, _RIGHT_ARTICLES[request]))
+            _NO_DATA_OPENING(lang, asked=_ASKED[request](lang), art=_article(lang, _RIGHT_ARTICLES[request]))
         )
         lines += [""]
         lines += _bullets(f"{v.register_name} ({v.controller.name})" for v in searched)
-        lines += [
-            "",
-            _Text(
-                "Tiedot poistetaan rekistereistä säilytysajan päätyttyä, joten aiemmista yhteydenotoistasi ei "
-                "välttämättä ole enää tietoja.",
-                "Uppgifterna raderas ur registren när lagringstiden har gått ut, så det kan hända att det inte "
-                "längre finns uppgifter om dina tidigare kontakter.",
-                "Data are deleted from the registers when their retention period ends, so there may no longer be "
-                "any data about your earlier contacts.",
-            )(lang),
-        ]
+        lines += ["", _NO_DATA_RETENTION(lang)]
         lines += _complaint_block(lang, searched)
         lines += _signature(lang, searched)
         parts[lang] = lines
     return _document(parts)
 
 
-_FIELD_NAMES: Mapping[str, _Text] = {
-    "phone": _Text("puhelinnumero", "telefonnummer", "phone number"),
-    "email": _Text("sähköpostiosoite", "e-postadress", "e-mail address"),
-    "name": _Text("nimi", "namn", "name"),
-    "nickname": _Text("nimimerkki", "signatur", "nickname"),
-    "personal_identity_code": _Text("henkilötunnus", "personbeteckning", "personal identity code"),
-}
-
-
 def _rectified_lines(lang: Language, rectified: Rectified) -> list[str]:
     lines = [""]
     if rectified.fields:
         lines.append(
-            _Text(
-                "Olemme oikaisseet seuraavat tiedot yhteydenotoissasi: {fields}. Aiempi tieto säilytetään "
-                "salattuna oikaisuhistoriassa, kunnes sen oma säilytysaika päättyy.",
-                "Vi har rättat följande uppgifter i dina kontakter: {fields}. Den tidigare uppgiften bevaras "
-                "krypterad i rättelsehistoriken tills dess egen lagringstid går ut.",
-                "We have rectified the following data in your contacts: {fields}. The earlier value is kept "
-                "encrypted in the rectification history until its own retention period ends.",
-            )(lang, fields=_join([_FIELD_NAMES[f](lang) for f in rectified.fields], lang))
+            _RECTIFIED_FIELDS(lang, fields=_join([_FIELD_NAMES[f](lang) for f in rectified.fields], lang))
         )
     if rectified.statement:
-        lines.append(
-            _Text(
-                "Tallenteisiin ja keskusteluihin on liitetty lisäselvityksesi ({art}). Itse tallenteita ja "
-                "viestejä ei muuteta.",
-                "Ditt kompletterande utlåtande har fogats till inspelningarna och samtalen ({art}). "
-                "Inspelningarna och meddelandena själva ändras inte.",
-                "Your supplementary statement has been added to the recordings and conversations ({art}). The "
-                "recordings and messages themselves are not altered.",
-            )(lang, art=_article(lang, 16))
-        )
-    lines.append(
-        _Text(
-            "Ilmoitamme oikaisusta jokaiselle vastaanottajalle, jolle tietoja on luovutettu ({art}).",
-            "Vi meddelar rättelsen till varje mottagare som uppgifterna har lämnats ut till ({art}).",
-            "We notify the rectification to every recipient to whom the data have been disclosed ({art}).",
-        )(lang, art=_article(lang, 19))
-    )
+        lines.append(_RECTIFIED_STATEMENT(lang, art=_article(lang, 16)))
+    lines.append(_RECTIFICATION_NOTIFIED(lang, art=_article(lang, 19)))
     return lines
 
 
@@ -1314,28 +916,14 @@ def decision_letter(
     quotes_policy = any(
         d.outcome is Outcome.REFUSED and _policy_ground(d.version, request) for d in decisions
     )
-    subject = _Text("Päätös pyyntöösi", "Beslut om din begäran", "Decision on your request")
     parts: dict[Language, list[str]] = {}
     for lang in LANGUAGES:
-        lines = _header(lang, subject, context)
+        lines = _header(lang, _DECISION_SUBJECT, context)
         lines.append(
-            _Text(
-                "{asked} ({art}). Päätös rekistereittäin:",
-                "{asked} ({art}). Beslut per register:",
-                "{asked} ({art}). The decision per register:",
-            )(lang, asked=_ASKED[request](lang), art=_article(lang, _RIGHT_ARTICLES[request]))
+            _DECISION_OPENING(lang, asked=_ASKED[request](lang), art=_article(lang, _RIGHT_ARTICLES[request]))
         )
         if quotes_policy and lang is not Language.EN:
-            lines += [
-                "",
-                _Text(
-                    "Rekisterin tietosuojaselosteeseen perustuvat perusteet on lainattu englanniksi siinä "
-                    "muodossa kuin ne on kirjattu.",
-                    "Grunder som bygger på registrets dataskyddsbeskrivning citeras på engelska så som de har "
-                    "antecknats.",
-                    "",
-                )(lang),
-            ]
+            lines += ["", _GROUNDS_QUOTED(lang)]
         for number, decision in enumerate(decisions, start=1):
             lines += ["", f"{number}. {_register_title(decision.version)}"]
             lines += _decision_lines(lang, request, decision)
@@ -1382,32 +970,11 @@ def _policy_ground(version: PolicyVersion, request: RightName) -> str | None:
     return right.ground if right.status is not RightStatus.GRANTED else None
 
 
-# What a granted erasure or objection does, so the requester knows the data go and copies are followed up.
-_ERASED: Mapping[RightName, _Text] = {
-    RightName.ERASURE: _Text(
-        "Sinua koskevat tiedot poistetaan rekisteristä viipymättä, ja poistosta ilmoitetaan niille, joille "
-        "tietoja on luovutettu ({art}).",
-        "Uppgifterna om dig raderas ur registret utan dröjsmål, och raderingen meddelas dem som uppgifterna har "
-        "lämnats ut till ({art}).",
-        "The data about you are erased from the register without delay, and those to whom the data have been "
-        "disclosed are told of the erasure ({art}).",
-    ),
-    RightName.OBJECTION: _Text(
-        "Sinua koskevien tietojen käsittely lopetetaan ja tiedot poistetaan rekisteristä viipymättä; poistosta "
-        "ilmoitetaan niille, joille tietoja on luovutettu ({art}).",
-        "Behandlingen av uppgifterna om dig upphör och uppgifterna raderas ur registret utan dröjsmål; raderingen "
-        "meddelas dem som uppgifterna har lämnats ut till ({art}).",
-        "Processing of the data about you stops and the data are erased from the register without delay; those "
-        "to whom the data have been disclosed are told of the erasure ({art}).",
-    ),
-}
-
-
 def _decision_lines(lang: Language, request: RightName, decision: RegisterDecision) -> list[str]:
     outcome = _OUTCOMES[decision.outcome](lang)
-    line = f"{_Text('Päätös', 'Beslut', 'Decision')(lang)}: {outcome}"
+    line = f"{_DECISION_LABEL(lang)}: {outcome}"
     if decision.classes:
-        line += f" ({_Text('koskee', 'gäller', 'concerns')(lang)}: {_classes_text(lang, decision.classes)})"
+        line += f" ({_CONCERNS(lang)}: {_classes_text(lang, decision.classes)})"
     lines = [line + "."]
     if decision.outcome is Outcome.GRANTED and request in _ERASED:
         lines.append(_ERASED[request](lang, art=_article(lang, 19)))
@@ -1415,17 +982,12 @@ def _decision_lines(lang: Language, request: RightName, decision: RegisterDecisi
         return lines
     policy_ground = _policy_ground(decision.version, request)
     if policy_ground is not None:
-        lead = _Text(
-            "Peruste tietosuojaselosteen mukaan (englanniksi)",
-            "Grund enligt dataskyddsbeskrivningen (på engelska)",
-            "Ground according to the privacy notice",
-        )(lang)
-        lines.append(f"{lead}: {policy_ground}")
+        lines.append(f"{_POLICY_GROUND_LABEL(lang)}: {policy_ground}")
     if decision.statutory_ground is not None:
         ground = _STATUTORY_GROUNDS[decision.statutory_ground](
             lang, art=_statutory_article(lang, decision.statutory_ground, request)
         )
-        lines.append(f"{_Text('Peruste', 'Grund', 'Ground')(lang)}: {ground}")
+        lines.append(f"{_GROUND_LABEL(lang)}: {ground}")
     return lines
 
 
@@ -1464,49 +1026,21 @@ def extension_letter(
     reasons = list(dict.fromkeys(ExtensionReason(r) for r in reasons))
     if not reasons:
         raise ValueError("an extension states its reasons")
-    subject = _Text(
-        "Pyyntösi käsittelyaikaa pidennetään",
-        "Tiden för att besvara din begäran förlängs",
-        "The time for answering your request is extended",
-    )
     parts: dict[Language, list[str]] = {}
     for lang in LANGUAGES:
-        lines = _header(lang, subject, context)
+        lines = _header(lang, _EXTENSION_SUBJECT, context)
         lines.append(
-            _Text(
-                "{asked} ({art}). Vastausaika päättyisi {last_day}. Pidennämme sitä {art12} nojalla, joka "
-                "sallii määräajan pidentämisen enintään kahdella kuukaudella. Vastaamme pyyntöösi viimeistään "
-                "{new_last_day}.",
-                "{asked} ({art}). Tidsfristen för svaret skulle gå ut {last_day}. Vi förlänger den med stöd av "
-                "{art12}, som tillåter att tidsfristen förlängs med högst två månader. Vi svarar på din begäran "
-                "senast {new_last_day}.",
-                "{asked} ({art}). The time limit for our reply would end on {last_day}. We extend it under "
-                "{art12}, which allows the time limit to be extended by up to two months. We will answer your "
-                "request by {new_last_day} at the latest.",
-            )(
+            _EXTENSION_OPENING(
                 lang,
                 asked=_ASKED[request](lang),
                 art=_article(lang, _RIGHT_ARTICLES[request]),
-                art12=_EXTENSION_ARTICLE(lang),
                 last_day=_date(context.last_day, lang),
                 new_last_day=_date(new_last_day, lang),
             )
         )
-        lines += [
-            "",
-            _Text(
-                "Pidennämme määräaikaa, koska:", "Vi förlänger tidsfristen eftersom:", "We extend it because:"
-            )(lang),
-        ]
+        lines += ["", _EXTENSION_REASONS_LABEL(lang)]
         lines += _bullets(_EXTENSION_REASONS[r](lang) for r in reasons)
-        lines += [
-            "",
-            _Text(
-                "Pyyntösi koskee seuraavia rekistereitä:",
-                "Din begäran gäller följande register:",
-                "Your request concerns these registers:",
-            )(lang),
-        ]
+        lines += ["", _EXTENSION_REGISTERS_LABEL(lang)]
         lines += _bullets(_register_title(v) for v in registers)
         lines += _complaint_block(lang, registers)
         lines += _signature(lang, registers)
@@ -1534,26 +1068,11 @@ def restriction_lifted_letter(
         raise ValueError(
             "the requester must be told before the restriction is lifted: lifted_on is after dated"
         )
-    subject = _Text(
-        "Ilmoitus käsittelyn rajoituksen poistamisesta",
-        "Meddelande om att begränsningen av behandlingen hävs",
-        "Notice that the restriction of processing will be lifted",
-    )
     parts: dict[Language, list[str]] = {}
     for lang in LANGUAGES:
-        lines = _header(lang, subject, context)
+        lines = _header(lang, _LIFTED_SUBJECT, context)
         lines.append(
-            _Text(
-                "{asked} ({art}). Tietojesi käsittelyä on rajoitettu {restricted_on} alkaen alla luetelluissa "
-                "rekistereissä. Ilmoitamme sinulle ennen rajoituksen poistamista ({art3}), että rajoitus "
-                "poistetaan {lifted_on}, koska {reason}.",
-                "{asked} ({art}). Behandlingen av dina uppgifter har begränsats från och med {restricted_on} i "
-                "de register som anges nedan. Vi meddelar dig innan begränsningen hävs ({art3}) att den hävs "
-                "{lifted_on}, eftersom {reason}.",
-                "{asked} ({art}). The processing of your data has been restricted since {restricted_on} in the "
-                "registers listed below. We are informing you before the restriction is lifted ({art3}): it will "
-                "be lifted on {lifted_on}, because {reason}.",
-            )(
+            _LIFTED_OPENING(
                 lang,
                 asked=_ASKED[RightName.RESTRICTION](lang),
                 art=_article(lang, 18),
@@ -1563,28 +1082,11 @@ def restriction_lifted_letter(
                 reason=_LIFT_REASONS[reason](lang),
             )
         )
-        lines += [
-            "",
-            _Text(
-                "Rajoituksen poistamisen jälkeen tietojasi käsitellään tietosuojaselosteen mukaisesti, ja ne "
-                "poistetaan säilytysajan päätyttyä:",
-                "När begränsningen har hävts behandlas dina uppgifter enligt dataskyddsbeskrivningen och raderas "
-                "när lagringstiden har gått ut:",
-                "Once the restriction is lifted, your data are processed as the privacy notice describes and "
-                "deleted when their retention period ends:",
-            )(lang),
-        ]
+        lines += ["", _AFTER_LIFT(lang)]
         for version in registers:
             lines += ["", _register_title(version)]
             lines += _retention_lines(lang, version, None, indent="  ")
-        lines += [
-            "",
-            _Text(
-                "Jos haluat esittää asiasta näkemyksesi, ota yhteyttä rekisterinpitäjään ennen {lifted_on}:",
-                "Om du vill yttra dig, kontakta den personuppgiftsansvarige före {lifted_on}:",
-                "If you wish to comment, contact the controller before {lifted_on}:",
-            )(lang, lifted_on=_date(lifted_on, lang)),
-        ]
+        lines += ["", _COMMENT_BEFORE_LIFT(lang, lifted_on=_date(lifted_on, lang))]
         seen: set[str] = set()
         for version in registers:
             if version.controller.name not in seen:
