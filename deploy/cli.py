@@ -115,7 +115,8 @@ def _wait_healthy(
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from deploy.embedded import EmbeddedError, EmbeddedStack
+    from deploy.embedded.errors import EmbeddedError
+    from deploy.embedded.stack import EmbeddedStack
 
     data_dir = Path(os.environ.get("SAILO_DATA_DIR", ".sailo")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import psutil
 
-from deploy.embedded import EmbeddedStack, free_port
+from deploy.embedded.ports import free_port
+from deploy.embedded.stack import EmbeddedStack
 from shared.security.auth import Role, generate_signing_key, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
