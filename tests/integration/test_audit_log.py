@@ -497,7 +497,7 @@ def run_relay_process(env: AuditEnv, **extra: str) -> subprocess.Popen[bytes]:
     """A service process's runtime (and so its relay) in a process of its own, until killed."""
     script = (
         "import asyncio\n"
-        "from shared.platform.runtime import Runtime\n"
+        "from shared.app import Runtime\n"
         "from shared.platform.settings import Settings\n"
         "async def main():\n"
         "    await Runtime.start(Settings(_env_file=None), migrate=False)\n"
