@@ -253,7 +253,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 async def main() -> None:
-    from deploy.embedded import EmbeddedStack, free_port
+    from deploy.embedded.ports import free_port
+    from deploy.embedded.stack import EmbeddedStack
 
     run = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="sailo-bench-"))

@@ -13,7 +13,8 @@ from pathlib import Path
 def scratch_postgres(name: str) -> Iterator[tuple[str, Path]]:
     """(database URL, working directory) for the benchmark `name`; the server stops and the directory goes
     when the block ends, however it ends."""
-    from deploy.embedded import EmbeddedPostgres, free_port
+    from deploy.embedded.ports import free_port
+    from deploy.embedded.postgres import EmbeddedPostgres
 
     workdir = Path(tempfile.mkdtemp(prefix=f"sailo-bench-{name}-"))
     postgres = EmbeddedPostgres(workdir / "stack", port=free_port())

@@ -58,7 +58,8 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrast
         with PostgresContainer("postgres:17", driver="asyncpg") as pg, KafkaContainer().with_kraft() as kafka:
             yield Infrastructure(pg.get_connection_url(), kafka.get_bootstrap_server(), True)
         return
-    from deploy.embedded import EmbeddedStack, free_port
+    from deploy.embedded.ports import free_port
+    from deploy.embedded.stack import EmbeddedStack
 
     data_dir = tmp_path_factory.mktemp("embedded")
     stack = EmbeddedStack(data_dir, pg_port=free_port(), kafka_port=free_port())

@@ -33,7 +33,8 @@ import httpx
 import psutil
 import pytest
 
-from deploy.embedded import EmbeddedStack, free_port
+from deploy.embedded.ports import free_port
+from deploy.embedded.stack import EmbeddedStack
 from shared.contracts.events import EVENT_TYPES
 
 pytestmark = pytest.mark.e2e

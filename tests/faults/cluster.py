@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import psutil
 
-from deploy.embedded import EmbeddedStack, free_port
+from deploy.embedded.ports import free_port
+from deploy.embedded.stack import EmbeddedStack
 from shared.platform.keyfiles import generate_signing_key
 from shared.security.auth import Role, mint_token
 

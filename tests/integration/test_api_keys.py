@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from deploy.cli import main as sailo
+from deploy.cli.main import main as sailo
 from services.ingest.apikeys import (
     ApiKey,
     ApiKeyStore,

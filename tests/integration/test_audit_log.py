@@ -497,7 +497,7 @@ def run_relay_process(env: AuditEnv, **extra: str) -> subprocess.Popen[bytes]:
     """A service process's runtime (and so its relay) in a process of its own, until killed."""
     script = (
         "import asyncio\n"
-        "from shared.platform.runtime import Runtime\n"
+        "from shared.app import Runtime\n"
         "from shared.platform.settings import Settings\n"
         "async def main():\n"
         "    await Runtime.start(Settings(_env_file=None), migrate=False)\n"
@@ -537,7 +537,8 @@ async def test_a_crash_between_publishing_and_the_watermark_only_repeats_entries
 async def test_a_broker_outage_delays_publication_and_blocks_nothing_else(
     audit_env: AuditEnv, tmp_path: Path
 ) -> None:
-    from deploy.embedded import EmbeddedBroker, free_port
+    from deploy.embedded.broker import EmbeddedBroker
+    from deploy.embedded.ports import free_port
 
     # A broker of this test's own, to stop and start again; the session's broker stays up.
     broker = EmbeddedBroker(tmp_path / "broker", free_port())

@@ -15,7 +15,8 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.embedded import EmbeddedStack, PortInUse, free_port
+from deploy.embedded.ports import PortInUse, free_port
+from deploy.embedded.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
-from deploy.cli import LoanFetchError, fetch_loan
+from deploy.cli.loans import LoanFetchError, fetch_loan
 from services.export.app import create_app as create_export
 from services.export.models import Loan, LoanItem
 from services.export.package import unpack_package

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from deploy.embedded import free_port
+from deploy.embedded.ports import free_port
 from services.ingest.app import create_app
 from shared.contracts.events import example_event
 from shared.messaging.kafka import header

@@ -609,7 +609,7 @@ def test_verify_file_reports_tampered_and_garbled_lines(tmp_path: Path) -> None:
 
 def test_sailo_audit_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What an auditor runs on a dump of the audit topic: exit 0 when intact, 1 and the position when not."""
-    from deploy.cli import main
+    from deploy.cli.main import main
 
     events = _events(1000)[:150]
     checkpoint = sign_checkpoint(KEY, [e.leaf for e in events[:100]], issued_at=T0)

@@ -19,7 +19,8 @@ import httpx
 import orjson
 import pytest
 
-from deploy.cli import LoanFetchError, ProgressBar, fetch_loan, main
+from deploy.cli.loans import LoanFetchError, ProgressBar, fetch_loan
+from deploy.cli.main import main
 from services.export.package import package_aad, recording_file, unpack_package, wav_duration_ms
 from services.ingest.recordings import parse_wav_header
 from shared.platform.crypto import DecryptionError, encrypt_stream

@@ -291,7 +291,8 @@ def test_the_scan_finds_record_store_models_however_imported() -> None:
     source = """
 import shared.recordstore.store
 from shared.recordstore import keystore as ks
-from shared.recordstore.store import Contact, RecordStore, sealed_aad
+from shared.recordstore.store import RecordStore
+from shared.recordstore.models import Contact, sealed_aad
 
 rows = [shared.recordstore.store.Party, ks.DataKey, Contact]
 """

