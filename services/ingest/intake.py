@@ -12,7 +12,7 @@ import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
@@ -29,7 +29,9 @@ from shared.contracts.events import (
     ContactEvent,
     IdentifierKind,
     SealedContactEvent,
+    customer_field_paths,
     parse_contact_event,
+    path_value,
 )
 from shared.contracts.identifiers import normalise_name, normalise_nickname
 from shared.contracts.vocabulary import ArtifactClass
@@ -50,6 +52,10 @@ log = get_logger(__name__)
 _LEDGER_LOOKUP = text(
     "SELECT event_id, content_digest FROM ingest.accepted_events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
 )
+
+# Names and nicknames are indexed in a normal form, so a request spelling them a little differently still finds
+# the contact; the other identifiers were normalised by their contract already.
+_NORMALISED: dict[str, Callable[[str], str]] = {"name": normalise_name, "nickname": normalise_nickname}
 
 # A platform's clock may run a little ahead of ours; beyond this an event "from the future" is refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -402,29 +408,9 @@ class IntakeService:
     def _blind_entries(self, event_type: str, contact_id: str, data: dict[str, Any]) -> list[BlindIndexEntry]:
         """Keyed hashes of the customer's identifiers, so a data subject's request finds this contact."""
         found: list[tuple[IdentifierKind, str]] = [("contact_id", contact_id)]
-        if event_type.startswith("call."):
-            inbound = data.get("direction", "inbound") == "inbound"
-            number = data.get("caller_number") if inbound else data.get("callee_number")
-            if number:
-                found.append(("phone", number))
-        customer = data.get("customer") or {}
-        if customer.get("phone"):
-            found.append(("phone", customer["phone"]))
-        if customer.get("email"):
-            found.append(("email", customer["email"]))
-        if customer.get("name"):
-            found.append(("name", normalise_name(customer["name"])))
-        if customer.get("nickname"):
-            found.append(("nickname", normalise_nickname(customer["nickname"])))
-        if data.get("phone_number"):
-            found.append(("phone", data["phone_number"]))
-        if data.get("from_address"):
-            found.append(("email", data["from_address"]))
-        if data.get("from_name"):
-            found.append(("name", normalise_name(data["from_name"])))
-        if event_type == "identification":
-            found.append(("personal_identity_code", data["personal_identity_code"]))
-            found.append(("name", normalise_name(data["name"])))
+        for name, path in customer_field_paths(event_type, data).items():
+            if value := path_value(data, path):
+                found.append((cast(IdentifierKind, name), _NORMALISED.get(name, str)(value)))
         return [
             BlindIndexEntry.model_construct(kind=kind, digest=self.blind_index.digest(kind, value).hex())
             for kind, value in sorted(set(found))

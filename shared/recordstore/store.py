@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts.events import SealedContactEvent
+from shared.contracts.events import SealedContactEvent, customer_field_paths, path_value
 from shared.platform.crypto import BlindIndex, KeyUnavailable, data_key_id, open_sealed, seal
 from shared.platform.db import bulk_insert
 from shared.recordstore.keystore import KeyRef, KeyStore
@@ -255,30 +255,17 @@ ON CONFLICT (contact_ref, artifact_class) DO UPDATE SET
 
 
 def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The people an event names, as (role, details)."""
+    """The people an event names, as (role, details): the agent as the event gives them, and the customer's
+    identifiers wherever the event-type table says they sit."""
     found: list[tuple[str, dict[str, Any]]] = []
     agent = data.get("agent")
     if isinstance(agent, dict):
         found.append(("agent", agent))
-    customer: dict[str, Any] = {}
-    if event_type.startswith("call."):
-        number = (
-            data.get("caller_number")
-            if data.get("direction", "inbound") == "inbound"
-            else data.get("callee_number")
-        )
-        if number:
-            customer["phone"] = number
-    elif event_type == "chat.started" and isinstance(data.get("customer"), dict):
-        customer.update(data["customer"])
-    elif event_type.startswith("sms_survey.") and data.get("phone_number"):
-        customer["phone"] = data["phone_number"]
-    elif event_type == "email.received":
-        customer["email"] = data["from_address"]
-        if data.get("from_name"):
-            customer["name"] = data["from_name"]
-    elif event_type == "identification":
-        customer = {"name": data["name"], "personal_identity_code": data["personal_identity_code"]}
+    customer = {
+        name: value
+        for name, path in customer_field_paths(event_type, data).items()
+        if (value := path_value(data, path))
+    }
     if customer:
         found.append(("customer", customer))
     return found
