@@ -4,6 +4,10 @@ Ingest's consumer writes it; retention, DSR and export read and delete from it, 
 here rather than in one service. Rows hold ciphertext under the contact's data key for the artifact's retention
 class (shared.recordstore.keystore), plus the few clear attributes that access control and retention need: register,
 channel, times, direction, agent id, case status.
+
+This module is the write side's mechanics: storing a batch of sealed events, and a recording's artifact. What an
+event changes in its contact is ingest's decision (services.ingest.service.folding), handed in as a
+:class:`ContactUpdate`; the reads for a reader are in shared.recordstore.contacts.
 """
 
 from __future__ import annotations
