@@ -13,7 +13,7 @@ Runs on a fresh embedded PostgreSQL (no broker: neither the lookup nor the packa
    official as parties, and two blind-index rows (the caller's phone number and the contact id, keyed digests
    computed as ingest computes them, so the DSR search finds them). Callers make 1 to 40 calls each, two on
    average. The subject's C calls of the last five months go the way ingest takes them, each at its place in
-   time among the others: services.ingest.intake.IntakeService validates and seals every event (a stand-in
+   time among the others: services.ingest.service.intake.IntakeService validates and seals every event (a stand-in
    for the broker acknowledges at once and keeps what was published), RecordStore.apply writes them as the
    record store consumer does, and RecordingService.store encrypts a WAV of --audio-seconds (8 kHz, 16-bit
    mono: 16 KB/s) per call into a filesystem blob store.
@@ -73,8 +73,10 @@ from services.dsr.service import (
     search,
     verify_identity,
 )
-from services.ingest.intake import IntakeService
-from services.ingest.recordings import RecordingService
+from services.ingest.service.contacts import ContactService
+from services.ingest.service.folding import fold_contacts
+from services.ingest.service.intake import IntakeService
+from services.ingest.service.recordings import RecordingService
 from shared.audit.log import actor_ref
 from shared.contracts.events import SealedContactEvent, example_event
 from shared.contracts.identifiers import normalise_phone
@@ -85,6 +87,7 @@ from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
 from shared.policy.model import PolicyVersion, RightName
+from shared.recordstore.contacts import StoredContact
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Contact
 from shared.recordstore.store import RecordStore
@@ -374,6 +377,12 @@ class SubjectWriter:
         self.store = RecordStore(keystore, run.blind_index)
         self.recordings = RecordingService(
             sessionmaker=run.sessionmaker,
+            contacts=ContactService(
+                sessionmaker=run.sessionmaker,
+                blind_index=run.blind_index,
+                policies=run.bench.policies,
+                keystore=keystore,
+            ),
             keystore=keystore,
             blobs=run.blobs,
             max_bytes=run.settings.recording_max_bytes,
@@ -418,7 +427,8 @@ class SubjectWriter:
         if [o.outcome for o in outcomes] != ["accepted"] * len(raws):
             raise RuntimeError(f"ingest did not accept the subject's call {number}: {outcomes}")
         async with self.run.sessionmaker() as session, session.begin():
-            await self.store.apply(session, self.broker.take())
+            events = self.broker.take()
+            await self.store.apply(session, events, fold_contacts(events))
         ref = self.intake.contact_ref(REGISTER, contact_id)
         async with self.run.sessionmaker() as session:
             contact = await session.get(Contact, ref)
@@ -430,7 +440,9 @@ class SubjectWriter:
             for start in range(0, len(audio), 64 * 1024):
                 yield audio[start : start + 64 * 1024]
 
-        artifact, created = await self.recordings.store(contact, upload(), content_type="audio/wav")
+        artifact, created = await self.recordings.store(
+            StoredContact.of(contact), upload(), content_type="audio/wav"
+        )
         if not created or artifact.size_bytes != len(audio):
             raise RuntimeError(f"the recording of the subject's call {number} was not stored")
         self.subject.refs.append(ref)

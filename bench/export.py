@@ -7,7 +7,7 @@ measured in the same run.
 Runs on a fresh embedded PostgreSQL (no broker: packaging needs none) and prints:
 
 1. Loading: N calls to one register (PRH customer service) go the way ingest takes them:
-   services.ingest.intake.IntakeService validates and seals the events (a stand-in for the broker acknowledges
+   services.ingest.service.intake.IntakeService validates and seals the events (a stand-in for the broker acknowledges
    at once and keeps what was published), RecordStore.apply writes them as the record store consumer does, and
    RecordingService.store encrypts each call's WAV (noise, so it is as incompressible as speech in PCM) into a
    filesystem blob store. An approved loan with the N recordings selected is written straight into export's
@@ -54,14 +54,17 @@ from bench.retention import NOW, REGISTER, Bench
 from bench.scratch import scratch_postgres
 from services.export.models import Loan, LoanItem
 from services.export.package import BuiltPackage, build_loan_package, recording_file, unpack_package
-from services.ingest.intake import IntakeService
-from services.ingest.recordings import RecordingService
+from services.ingest.service.contacts import ContactService
+from services.ingest.service.folding import fold_contacts
+from services.ingest.service.intake import IntakeService
+from services.ingest.service.recordings import RecordingService
 from shared.contracts.events import example_event
 from shared.platform.clock import FrozenClock
 from shared.platform.crypto import BlindIndex, generate_data_key
 from shared.platform.db import create_engine, create_sessionmaker
 from shared.platform.logging import configure_logging
 from shared.platform.settings import Settings
+from shared.recordstore.contacts import StoredContact
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Artifact, Contact
 from shared.recordstore.store import RecordStore
@@ -144,6 +147,12 @@ class CallWriter:
         self.store = RecordStore(keystore, run.blind_index)
         self.recordings = RecordingService(
             sessionmaker=run.sessionmaker,
+            contacts=ContactService(
+                sessionmaker=run.sessionmaker,
+                blind_index=run.blind_index,
+                policies=run.bench.policies,
+                keystore=keystore,
+            ),
             keystore=keystore,
             blobs=run.blobs,
             max_bytes=run.settings.recording_max_bytes,
@@ -178,7 +187,8 @@ class CallWriter:
         if [o.outcome for o in outcomes] != ["accepted"] * len(raws):
             raise RuntimeError(f"ingest did not accept call {number}: {outcomes}")
         async with self.run.sessionmaker() as session, session.begin():
-            await self.store.apply(session, self.broker.take())
+            events = self.broker.take()
+            await self.store.apply(session, events, fold_contacts(events))
         ref = self.intake.contact_ref(REGISTER, contact_id)
         async with self.run.sessionmaker() as session:
             contact = await session.get(Contact, ref)
@@ -190,7 +200,9 @@ class CallWriter:
             for start in range(0, len(audio), UPLOAD_PIECE):
                 yield audio[start : start + UPLOAD_PIECE]
 
-        artifact, created = await self.recordings.store(contact, upload(), content_type="audio/wav")
+        artifact, created = await self.recordings.store(
+            StoredContact.of(contact), upload(), content_type="audio/wav"
+        )
         if not created or artifact.size_bytes != len(audio):
             raise RuntimeError(f"the recording of call {number} was not stored")
         return ref, len(audio)

@@ -1,8 +1,10 @@
-"""The two consumers ingest runs.
+"""The two consumers ingest runs, one batch handler per (topic, consumer group).
 
-- record store: sealed events from the contact-events topic into the record store, exactly once per event id;
-- intake: plaintext events that platforms produce straight onto the intake topic, through the same validation
-  as HTTP, then sealed and published like an HTTP event. Invalid ones go to the intake dead-letter topic.
+- record store (contact-events, ingest-record-store): sealed events into the record store, exactly once per
+  event id; what each event type changes in its contact is services.ingest.service.folding's FOLDS table;
+- intake (contact-events.intake, ingest-intake): plaintext events that platforms produce straight onto the
+  intake topic, through the same validation as HTTP, then sealed and published like an HTTP event. Invalid ones
+  go to the intake dead-letter topic.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.intake import IntakeService, Validated
+from services.ingest.service.folding import fold_contacts
+from services.ingest.service.intake import IntakeService, Validated
 from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.contracts.events import SealedContactEvent
@@ -44,7 +47,7 @@ class RecordStoreHandler:
         return item.event_id, item.content_digest
 
     async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
-        await self.store.apply(session, items)
+        await self.store.apply(session, items, fold_contacts(items))
         # The record store changed: one audit entry per batch, in the batch's transaction, naming the contacts.
         await record(
             session,

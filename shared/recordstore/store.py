@@ -4,25 +4,29 @@ Ingest's consumer writes it; retention, DSR and export read and delete from it, 
 here rather than in one service. Rows hold ciphertext under the contact's data key for the artifact's retention
 class (shared.recordstore.keystore), plus the few clear attributes that access control and retention need: register,
 channel, times, direction, agent id, case status.
+
+This module is the write side's mechanics: storing a batch of sealed events, and a recording's artifact. What an
+event changes in its contact is ingest's decision (services.ingest.service.folding), handed in as a
+:class:`ContactUpdate`; the reads for a reader are in shared.recordstore.contacts.
 """
 
 from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import (
-    select,
-)
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts.events import SealedContactEvent
+from shared.contracts.events import SealedContactEvent, customer_field_paths, path_value
+from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.crypto import BlindIndex, KeyUnavailable, data_key_id, open_sealed, seal
 from shared.platform.db import bulk_insert
 from shared.recordstore.keystore import KeyRef, KeyStore
@@ -37,9 +41,20 @@ from shared.recordstore.models import (
     sealed_aad,
 )
 
+RECORDING = ArtifactClass.RECORDING.value
+
 
 @dataclass
-class _ContactUpdate:
+class ContactUpdate:
+    """What a batch of events changes in one contact, as :meth:`RecordStore.apply` merges it into the stored row.
+
+    The service that applies events decides what each event changes (it folds them into these); the merge with
+    what is stored already treats events arriving out of order alike: the earliest start and its policy
+    version, the latest end and last event, the newest case status (by `case_status_at`) win; direction, agent
+    and case number are replaced when given; `event_count` adds up. `artifact_spans` is each retention class's
+    (first, last) event time, merged the same way into the contact's artifacts.
+    """
+
     register: str
     policy_version: str
     channel: str
@@ -55,10 +70,6 @@ class _ContactUpdate:
     artifact_spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
 
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
 class RecordStore:
     """Writes sealed contact events into the record store tables (idempotent; flushes, never commits)."""
 
@@ -66,7 +77,12 @@ class RecordStore:
         self.keystore = keystore
         self.blind_index = blind_index
 
-    async def apply(self, session: AsyncSession, events: list[SealedContactEvent]) -> None:
+    async def apply(
+        self, session: AsyncSession, events: list[SealedContactEvent], contacts: Mapping[UUID, ContactUpdate]
+    ) -> None:
+        """Store a batch of sealed events: each event and the messages, parties and subject index entries it
+        carries, and `contacts` (what the batch changes in each of its contacts) merged into the contacts and
+        their artifacts. Idempotent row by row; raises KeyUnavailable for an event whose data key is gone."""
         if not events:
             return
         # Ingest commits a data key before it publishes anything sealed under it; a missing key here means the
@@ -80,7 +96,6 @@ class RecordStore:
         key_ids = {ref: data_key_id(key) for ref, key in keys.items()}
         if any(e.key_id not in (None, key_ids[(e.contact_ref, e.artifact_class.value)]) for e in events):
             raise KeyUnavailable("sealed under a data key that has since been destroyed")
-        contacts: dict[UUID, _ContactUpdate] = {}
         event_rows: list[dict[str, Any]] = []
         message_rows: list[dict[str, Any]] = []
         party_rows: dict[tuple[UUID, str, str], dict[str, Any]] = {}
@@ -94,7 +109,6 @@ class RecordStore:
                 open_sealed(data_key, sealed_doc, aad=sealed_aad(event.contact_ref, ref[1], "event"))
             )
             data: dict[str, Any] = document["data"]
-            self._fold_contact(contacts, event, data)
             event_rows.append(
                 {
                     "event_id": event.event_id,
@@ -158,38 +172,7 @@ class RecordStore:
         await self._upsert_artifacts(session, contacts)
 
     @staticmethod
-    def _fold_contact(
-        contacts: dict[UUID, _ContactUpdate], event: SealedContactEvent, data: dict[str, Any]
-    ) -> None:
-        at = event.occurred_at
-        update = contacts.get(event.contact_ref)
-        if update is None:
-            update = contacts[event.contact_ref] = _ContactUpdate(
-                register=event.register,
-                policy_version=event.policy_version,
-                channel=event.channel.value,
-                started_at=at,
-                last_event_at=at,
-            )
-        update.event_count += 1
-        update.started_at = min(update.started_at, at)
-        update.last_event_at = max(update.last_event_at, at)
-        if event.type.endswith(".ended"):
-            update.ended_at = _later(update.ended_at, at)
-        attrs = event.attributes
-        update.direction = attrs.get("direction", update.direction)
-        update.agent_id = attrs.get("agent_id", update.agent_id)
-        if "case_number" in attrs:
-            update.case_number = attrs["case_number"]
-        if event.type in ("case.opened", "case.closed"):
-            status = "open" if event.type == "case.opened" else "closed"
-            if update.case_status_at is None or at >= update.case_status_at:
-                update.case_status, update.case_status_at = status, at
-        first, last = update.artifact_spans.get(event.artifact_class.value, (at, at))
-        update.artifact_spans[event.artifact_class.value] = (min(first, at), max(last, at))
-
-    @staticmethod
-    async def _upsert_contacts(session: AsyncSession, contacts: dict[UUID, _ContactUpdate]) -> None:
+    async def _upsert_contacts(session: AsyncSession, contacts: Mapping[UUID, ContactUpdate]) -> None:
         rows = [
             {
                 "contact_ref": ref,
@@ -213,7 +196,7 @@ class RecordStore:
         await bulk_insert(session, Contact, rows, tail=_CONTACT_UPSERT)
 
     @staticmethod
-    async def _upsert_artifacts(session: AsyncSession, contacts: dict[UUID, _ContactUpdate]) -> None:
+    async def _upsert_artifacts(session: AsyncSession, contacts: Mapping[UUID, ContactUpdate]) -> None:
         rows = [
             {
                 "contact_ref": ref,
@@ -254,31 +237,103 @@ ON CONFLICT (contact_ref, artifact_class) DO UPDATE SET
 """
 
 
+@dataclass(frozen=True)
+class StoredArtifact:
+    """One retention class of a contact; for the `recording` class also the stored audio."""
+
+    contact_ref: UUID
+    artifact_class: str
+    status: str
+    first_at: datetime
+    last_at: datetime
+    blob_key: str | None = None
+    content_type: str | None = None
+    size_bytes: int | None = None
+    duration_ms: int | None = None
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, row: Artifact) -> StoredArtifact:
+        return cls(
+            contact_ref=row.contact_ref,
+            artifact_class=row.artifact_class,
+            status=row.status,
+            first_at=row.first_at,
+            last_at=row.last_at,
+            blob_key=row.blob_key,
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            duration_ms=row.duration_ms,
+            sha256=row.sha256,
+        )
+
+
+def sealed_part_aad(contact_ref: UUID, artifact_class: str, part: str) -> bytes:
+    """The associated data a sealed part of a contact (its "event", its recording's "audio") is bound to: the
+    record store opens the part with exactly this, so whoever seals one for it uses this too."""
+    return sealed_aad(contact_ref, artifact_class, part)
+
+
+async def lock_recording(session: AsyncSession, contact_ref: UUID) -> StoredArtifact | None:
+    """The contact's recording artifact, if it has one, locked (FOR UPDATE) until the transaction ends."""
+    row = await session.scalar(
+        select(Artifact)
+        .where(Artifact.contact_ref == contact_ref, Artifact.artifact_class == RECORDING)
+        .with_for_update()
+    )
+    return None if row is None else StoredArtifact.of(row)
+
+
+async def put_recording(
+    session: AsyncSession,
+    contact_ref: UUID,
+    *,
+    register: str,
+    first_at: datetime,
+    last_at: datetime,
+    blob_key: str,
+    content_type: str,
+    size_bytes: int,
+    duration_ms: int | None,
+    sha256: str,
+    ciphertext_sha256: str,
+) -> StoredArtifact:
+    """Make the blob at `blob_key` the contact's stored recording: its recording artifact, active, is created
+    or replaced."""
+    values = {
+        "register": register,
+        "first_at": first_at,
+        "last_at": last_at,
+        "status": "active",
+        "blob_key": blob_key,
+        "content_type": content_type,
+        "size_bytes": size_bytes,
+        "duration_ms": duration_ms,
+        "sha256": sha256,
+        "ciphertext_sha256": ciphertext_sha256,
+    }
+    stmt = insert(Artifact).values(contact_ref=contact_ref, artifact_class=RECORDING, **values)
+    row = await session.scalar(
+        stmt.on_conflict_do_update(
+            index_elements=[Artifact.contact_ref, Artifact.artifact_class], set_=values
+        ).returning(Artifact)
+    )
+    assert row is not None
+    return StoredArtifact.of(row)
+
+
 def _parties(event_type: str, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The people an event names, as (role, details)."""
+    """The people an event names, as (role, details): the agent as the event gives them, and the customer's
+    identifiers wherever the event-type table says they sit."""
     found: list[tuple[str, dict[str, Any]]] = []
     agent = data.get("agent")
     if isinstance(agent, dict):
         found.append(("agent", agent))
-    customer: dict[str, Any] = {}
-    if event_type.startswith("call."):
-        number = (
-            data.get("caller_number")
-            if data.get("direction", "inbound") == "inbound"
-            else data.get("callee_number")
-        )
-        if number:
-            customer["phone"] = number
-    elif event_type == "chat.started" and isinstance(data.get("customer"), dict):
-        customer.update(data["customer"])
-    elif event_type.startswith("sms_survey.") and data.get("phone_number"):
-        customer["phone"] = data["phone_number"]
-    elif event_type == "email.received":
-        customer["email"] = data["from_address"]
-        if data.get("from_name"):
-            customer["name"] = data["from_name"]
-    elif event_type == "identification":
-        customer = {"name": data["name"], "personal_identity_code": data["personal_identity_code"]}
+    customer = {
+        name: value
+        for name, path in customer_field_paths(event_type, data).items()
+        if (value := path_value(data, path))
+    }
     if customer:
         found.append(("customer", customer))
     return found

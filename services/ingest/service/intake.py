@@ -3,53 +3,57 @@
 The same path serves HTTP clients and platforms that produce straight onto the intake topic, so both meet the
 same rules. An event is answered "accepted" only after the broker acknowledged it (acks=all); its data key is
 committed before anything sealed under it is published, so the record store can always open what it receives.
+
+So this service opens its own transactions instead of working in a route's session: the data keys commit before
+the broker is asked, and the ledger (ingest.accepted_events) is written only after the broker acknowledged; one
+transaction around both would publish events under keys a failed commit never stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.ingest.models import AcceptedEvent
+from services.ingest.repository import accepted_digests, record_accepted
 from shared.contracts.events import (
     EVENT_TYPES,
     BlindIndexEntry,
     ContactEvent,
     IdentifierKind,
     SealedContactEvent,
+    customer_field_paths,
     parse_contact_event,
+    path_value,
 )
 from shared.contracts.identifiers import normalise_name, normalise_nickname
 from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import Clock
 from shared.platform.crypto import BlindIndex, data_key_id, seal
-from shared.platform.db import bulk_insert
-from shared.platform.errors import FieldError
+from shared.platform.errors import ApiError, FieldError
 from shared.platform.faults import fault_point
 from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
 from shared.policy.model import PolicyVersion, UnknownRegister
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.models import sealed_aad
+from shared.recordstore.store import sealed_part_aad
 
 log = get_logger(__name__)
 
-_LEDGER_LOOKUP = text(
-    "SELECT event_id, content_digest FROM ingest.accepted_events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
-)
+# Names and nicknames are indexed in a normal form, so a request spelling them a little differently still finds
+# the contact; the other identifiers were normalised by their contract already.
+_NORMALISED: dict[str, Callable[[str], str]] = {"name": normalise_name, "nickname": normalise_nickname}
 
 # A platform's clock may run a little ahead of ours; beyond this an event "from the future" is refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -84,6 +88,30 @@ class Outcome:
     event_id: str | None = None
     errors: list[FieldError] = field(default_factory=list)
     dropped_fields: list[str] = field(default_factory=list)
+
+    def read(self, index: int | None = None) -> dict[str, Any]:
+        """This item's answer, shaped as EventOutcomeRead (built as a dict: a batch has many)."""
+        return {
+            "index": index,
+            "event_id": self.event_id,
+            "status": self.status,
+            "outcome": self.outcome,
+            "errors": [e.as_dict() for e in self.errors],
+            "dropped_fields": self.dropped_fields,
+        }
+
+
+@dataclass
+class BatchAnswer:
+    """The answer to a batch: the per-item results are its body, shaped as BatchRead."""
+
+    body: dict[str, Any]
+    status: int
+    headers: dict[str, str] | None = None
+
+
+# The title of a single event's refusal, by its status.
+_TITLES = {409: "Conflicting resend", 422: "Invalid event", 503: "Broker unavailable"}
 
 
 def _find_forbidden(data: Any, forbidden: frozenset[str], path: str = "data") -> str | None:
@@ -239,6 +267,40 @@ class IntakeService:
 
     # -- acceptance ------------------------------------------------------------------------------------------
 
+    async def accept_one(self, raw: Any) -> Outcome:
+        """One event: its outcome when accepted or a faithful resend; otherwise refused with the item's status
+        and reasons (409 for a changed resend, 422 for a broken rule, 503 with Retry-After when the broker did
+        not acknowledge it)."""
+        outcome = (await self.accept([raw]))[0]
+        if outcome.status == 202:
+            return outcome
+        headers = {"Retry-After": "5"} if outcome.status == 503 else None
+        raise ApiError(
+            outcome.status, _TITLES.get(outcome.status, "Rejected"), outcome.errors, headers=headers
+        )
+
+    async def accept_batch(self, items: list[Any], unparsable: Mapping[int, FieldError]) -> BatchAnswer:
+        """Each item answered on its own, so one bad item never sinks the good ones: 202 when every item was
+        accepted (or was a faithful resend), 207 otherwise. `unparsable` names the positions of items that were
+        not JSON at all (an NDJSON line), answered 400 with the given reason."""
+        positions = [i for i in range(len(items)) if i not in unparsable]
+        outcomes = await self.accept([items[i] for i in positions])
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        for i, outcome in zip(positions, outcomes, strict=True):
+            results[i] = outcome.read(i)
+        for i, error in unparsable.items():
+            results[i] = Outcome(400, "rejected", None, [error]).read(i)
+        final = [r for r in results if r is not None]
+        rejected = sum(r["status"] != 202 for r in final)
+        body = {
+            "accepted": sum(r["outcome"] == "accepted" for r in final),
+            "duplicates": sum(r["outcome"] == "duplicate" for r in final),
+            "rejected": rejected,
+            "results": final,
+        }
+        headers = {"Retry-After": "5"} if any(r["status"] == 503 for r in final) else None
+        return BatchAnswer(body, 202 if rejected == 0 else 207, headers)
+
     async def accept(self, raws: list[Any]) -> list[Outcome]:
         """Validate, deduplicate, seal and publish a batch; one outcome per input, in order."""
         outcomes: list[Outcome | None] = [None] * len(raws)
@@ -273,8 +335,7 @@ class IntakeService:
             # One transaction: which ids the ledger already has, and the data keys of the new ones. The keys are
             # committed before publishing: the record store must find every key a published event needs.
             async with self.sessionmaker() as session, session.begin():
-                rows = await session.execute(_LEDGER_LOOKUP, {"ids": list(candidates)})
-                known = {row[0]: row[1] for row in rows}
+                known = await accepted_digests(session, list(candidates))
                 refs = {
                     (validated.contact_ref, validated.artifact_class.value)
                     for event_id, (_index, validated, _digest) in candidates.items()
@@ -341,21 +402,11 @@ class IntakeService:
 
         if acked:
             async with self.sessionmaker() as session, session.begin():
-                result = await bulk_insert(
-                    session,
-                    AcceptedEvent,
-                    [
-                        {"event_id": e.event_id, "content_digest": e.content_digest, "register": e.register}
-                        for e in acked
-                    ],
-                    tail="ON CONFLICT DO NOTHING RETURNING event_id",
-                )
-                inserted = set(result.scalars().all())
+                inserted = await record_accepted(session, acked)
                 raced = [e for e in acked if e.event_id not in inserted]
                 if raced:
                     # Another request accepted the same id meanwhile; the record store keeps the first.
-                    rows = await session.execute(_LEDGER_LOOKUP, {"ids": [e.event_id for e in raced]})
-                    winners = {row[0]: row[1] for row in rows}
+                    winners = await accepted_digests(session, [e.event_id for e in raced])
                     for e in raced:
                         if winners.get(e.event_id) != e.content_digest:
                             failures[e.event_id] = _conflict(e.event_id)
@@ -376,7 +427,7 @@ class IntakeService:
         sealed = seal(
             data_key,
             document,
-            aad=sealed_aad(contact_ref, artifact_class, "event"),
+            aad=sealed_part_aad(contact_ref, artifact_class, "event"),
         )
         # Every part was validated above; constructing without re-validation keeps the hot path lean.
         return SealedContactEvent.model_construct(
@@ -402,29 +453,9 @@ class IntakeService:
     def _blind_entries(self, event_type: str, contact_id: str, data: dict[str, Any]) -> list[BlindIndexEntry]:
         """Keyed hashes of the customer's identifiers, so a data subject's request finds this contact."""
         found: list[tuple[IdentifierKind, str]] = [("contact_id", contact_id)]
-        if event_type.startswith("call."):
-            inbound = data.get("direction", "inbound") == "inbound"
-            number = data.get("caller_number") if inbound else data.get("callee_number")
-            if number:
-                found.append(("phone", number))
-        customer = data.get("customer") or {}
-        if customer.get("phone"):
-            found.append(("phone", customer["phone"]))
-        if customer.get("email"):
-            found.append(("email", customer["email"]))
-        if customer.get("name"):
-            found.append(("name", normalise_name(customer["name"])))
-        if customer.get("nickname"):
-            found.append(("nickname", normalise_nickname(customer["nickname"])))
-        if data.get("phone_number"):
-            found.append(("phone", data["phone_number"]))
-        if data.get("from_address"):
-            found.append(("email", data["from_address"]))
-        if data.get("from_name"):
-            found.append(("name", normalise_name(data["from_name"])))
-        if event_type == "identification":
-            found.append(("personal_identity_code", data["personal_identity_code"]))
-            found.append(("name", normalise_name(data["name"])))
+        for name, path in customer_field_paths(event_type, data).items():
+            if value := path_value(data, path):
+                found.append((cast(IdentifierKind, name), _NORMALISED.get(name, str)(value)))
         return [
             BlindIndexEntry.model_construct(kind=kind, digest=self.blind_index.digest(kind, value).hex())
             for kind, value in sorted(set(found))
