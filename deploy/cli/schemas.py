@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_schemas(_: argparse.Namespace) -> int:
-    from shared.contracts.events import write_json_schemas
+    from shared.contracts.published import write_json_schemas
 
     for path in write_json_schemas():
         print(path)

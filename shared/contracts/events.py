@@ -14,10 +14,8 @@ the version; anything else bumps it and registers an upcaster in UPCASTERS.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
@@ -41,7 +39,6 @@ CONTRACT_VERSION = 1
 CONTACT_EVENTS_TOPIC = "contact-events"
 """Topic (after KAFKA_TOPIC_PREFIX) of the sealed contact events: ingest publishes, the record store and
 retention consume."""
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def _phone(value: str) -> str:
@@ -529,32 +526,3 @@ class DeadLetter(Contract):
     reason: str
     failed_at: datetime
     payload_sha256: str
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The published contracts, keyed by file name under schemas/: these and shared.contracts.domain_events'."""
-    from shared.contracts import domain_events  # it builds on this module's Contract
-
-    return {
-        "contact-event.v1.json": CONTACT_EVENT_ADAPTER.json_schema(),
-        "sealed-contact-event.v1.json": SealedContactEvent.model_json_schema(),
-        "dead-letter.v1.json": DeadLetter.model_json_schema(),
-        **domain_events.json_schemas(),
-    }
-
-
-def write_json_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, schema in json_schemas().items():
-        path = directory / name
-        path.write_text(
-            json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":
-    for path in write_json_schemas():
-        print(path)

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.contracts.events import EVENT_TYPES, SCHEMA_DIR, example_event, json_schemas, parse_contact_event
+from shared.contracts.events import EVENT_TYPES, example_event, parse_contact_event
+from shared.contracts.published import SCHEMA_DIR, json_schemas
 
 
 def test_checked_in_json_schemas_match_the_contracts() -> None:
