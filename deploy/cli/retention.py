@@ -10,7 +10,7 @@ def cmd_retention_replan(args: argparse.Namespace) -> int:
     import asyncio
     from collections import Counter
 
-    from services.retention.schedule import replan
+    from services.retention.service.schedule import replan
     from shared.platform.db import create_engine, create_sessionmaker
     from shared.platform.settings import Settings
     from shared.policy.loader import load_policies

@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.retention.api import router
-from services.retention.requests import RequestHandler
-from services.retention.schedule import ScheduleHandler
+from services.retention.handlers import RequestHandler, ScheduleHandler
 from services.retention.sweeper import Sweeper
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC

@@ -1,7 +1,8 @@
 """The transactional outbox: a service's state change and the event announcing it commit together.
 
-A service calls :func:`enqueue` (or inserts into ``outbox.events`` set-based, as the sweeper does) inside the
-transaction that changes its state; the relay then publishes what committed. Without it, a crash between a
+A service calls :func:`enqueue` (or :func:`enqueue_many` for a batch, or, inside one set-based statement, the
+INSERT that :func:`insert_events_sql` and :func:`envelope_sql` build from the contracts) inside the transaction
+that changes its state; the relay then publishes what committed. Without it, a crash between a
 commit and a publish would lose the event (an institute never told to destroy a lent recording), and a
 publish before the commit would announce something that then rolled back.
 
@@ -16,9 +17,10 @@ the sends repeats them next round: delivery is at least once, and consumers keep
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID, uuid4
 
 import orjson
@@ -88,6 +90,130 @@ async def enqueue(session: AsyncSession, *, topic: str, key: str | UUID, event: 
     """Add `event` to the outbox in the caller's transaction: it is published once that commits."""
     session.add(OutboxEvent(topic=topic, key=str(key), event=event.model_dump(mode="json")))
     await session.flush()
+
+
+class Outgoing(NamedTuple):
+    """One event for :func:`enqueue_many`: its logical topic, its partition key and the envelope."""
+
+    topic: str
+    key: str | UUID
+    event: DomainEvent
+
+
+# Arrays, not one VALUES tuple per row: one prepared statement whatever the batch size, and no bind-parameter
+# limit. jsonb[] is cast from text[] so the driver sends plain strings.
+_INSERT_MANY = text(
+    "INSERT INTO outbox.events (topic, key, event)"
+    " SELECT * FROM unnest(CAST(:topics AS varchar[]), CAST(:keys AS varchar[]),"
+    " CAST(CAST(:events AS text[]) AS jsonb[]))"
+)
+
+
+async def enqueue_many(session: AsyncSession, events: Sequence[Outgoing]) -> None:
+    """Add `events` to the outbox in one INSERT, in the caller's transaction and in the order given (the relay
+    publishes by id, so per key they keep that order)."""
+    if not events:
+        return
+    await session.execute(
+        _INSERT_MANY,
+        {
+            "topics": [outgoing.topic for outgoing in events],
+            "keys": [str(outgoing.key) for outgoing in events],
+            "events": [orjson.dumps(outgoing.event.model_dump(mode="json")).decode() for outgoing in events],
+        },
+    )
+
+
+# -- events built inside one SQL statement ---------------------------------------------------------------------
+
+JsonFields = Mapping[str, Any]
+"""JSON key -> SQL expression, or a nested object of the same kind."""
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def envelope_fields(
+    event_type: str,
+    data: Mapping[str, str],
+    *,
+    producer: str,
+    occurred_at: str,
+    version: int = 1,
+    correlation_id: str = "NULL",
+) -> dict[str, Any]:
+    """The envelope of `event_type` as JSON key -> SQL expression, for a statement that writes many events at
+    once (see :func:`envelope_sql`). `data` maps each field of the event's data contract, by its JSON name, to
+    the SQL expression of its value; `occurred_at` and `correlation_id` are SQL expressions too.
+
+    The keys come from the contracts, not from the caller: the envelope's from :class:`DomainEvent`, the data's
+    from ``EVENT_DATA[event_type, version]``. A `data` that leaves out a field of the contract (an optional one
+    included: map it to ``NULL``) or names one the contract does not have raises ValueError here, when the
+    statement is built, so a contract change cannot silently diverge from what such a statement writes.
+    """
+    contract = EVENT_DATA[event_type, version]
+    expected = {info.alias or name for name, info in contract.model_fields.items()}
+    if missing := sorted(expected - set(data)):
+        raise ValueError(f"{event_type} v{version}: no SQL for the data field(s) {', '.join(missing)}")
+    if unknown := sorted(set(data) - expected):
+        raise ValueError(f"{event_type} v{version}: not data fields of the contract: {', '.join(unknown)}")
+    fields: dict[str, Any] = {
+        "id": "gen_random_uuid()",
+        "type": _sql_literal(event_type),
+        "version": str(int(version)),
+        "occurred_at": occurred_at,
+        "producer": _sql_literal(producer),
+        "correlation_id": correlation_id,
+        # In the contract's field order: the same keys, whichever way the event was built.
+        "data": {
+            (info.alias or name): data[info.alias or name] for name, info in contract.model_fields.items()
+        },
+    }
+    envelope_keys = {info.alias or name for name, info in DomainEvent.model_fields.items()}
+    if set(fields) != envelope_keys:
+        raise ValueError(f"the envelope has the fields {sorted(envelope_keys)}, not {sorted(fields)}")
+    return fields
+
+
+def jsonb_object_sql(fields: JsonFields) -> str:
+    """`fields` as one ``jsonb_build_object(...)`` expression (nested objects nested)."""
+    parts = []
+    for key, value in fields.items():
+        expression = value if isinstance(value, str) else jsonb_object_sql(value)
+        parts.append(f"{_sql_literal(key)}, {expression}")
+    return "jsonb_build_object(" + ", ".join(parts) + ")"
+
+
+def envelope_sql(
+    event_type: str,
+    data: Mapping[str, str],
+    *,
+    producer: str,
+    occurred_at: str,
+    version: int = 1,
+    correlation_id: str = "NULL",
+) -> str:
+    """A jsonb expression building one envelope of `event_type` per row of a set-based statement; the keys are
+    checked against the contracts as :func:`envelope_fields` says. Each row gets an id of its own
+    (``gen_random_uuid()``), as :func:`envelope` gives each event."""
+    return jsonb_object_sql(
+        envelope_fields(
+            event_type,
+            data,
+            producer=producer,
+            occurred_at=occurred_at,
+            version=version,
+            correlation_id=correlation_id,
+        )
+    )
+
+
+def insert_events_sql(*, topic: str, key: str, event: str, rows: str) -> str:
+    """``INSERT INTO the outbox SELECT topic, key, event FROM rows``: each argument an SQL expression (`event`
+    from :func:`envelope_sql`; `key` a varchar) and `rows` the FROM clause they read, so a statement that changes
+    many things can announce them in the same statement, committing with them."""
+    return f"INSERT INTO outbox.events (topic, key, event) SELECT {topic}, {key}, {event} FROM {rows}"  # noqa: S608
 
 
 @dataclass

@@ -15,11 +15,26 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from shared.contracts.domain_events import DomainEvent, HoldChangedData, parse_domain_event
+from services.retention.repository import ARTIFACT_DELETED_DATA
+from shared.contracts.domain_events import (
+    ArtifactDeletedData,
+    DomainEvent,
+    HoldChangedData,
+    parse_domain_event,
+)
 from shared.messaging.kafka import create_producer
-from shared.messaging.outbox import OutboxEvent, OutboxRelay, enqueue, envelope
+from shared.messaging.outbox import (
+    OutboxEvent,
+    OutboxRelay,
+    Outgoing,
+    enqueue,
+    enqueue_many,
+    envelope,
+    envelope_sql,
+    insert_events_sql,
+)
 from shared.platform.db import create_engine, create_sessionmaker, upgrade_async
 from shared.platform.settings import Settings
 from tests.conftest import Infrastructure, drop_database, plain_dsn
@@ -160,3 +175,74 @@ async def test_a_relay_killed_after_publishing_repeats_the_same_events_and_loses
     # absorbs; none missing.
     assert set(collections.Counter(published).values()) == {2}
     assert sorted(number for _, _, number in set(published)) == list(range(1, 21))
+
+
+async def test_a_batch_enqueued_in_one_insert_is_stored_in_order_as_built(outbox_settings: Settings) -> None:
+    events = [_hold_event(number) for number in range(1, 6)]
+    engine = create_engine(outbox_settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await enqueue_many(
+                session, [Outgoing(TOPIC, f"H-{n}", event) for n, event in enumerate(events, 1)]
+            )
+            await enqueue_many(session, [])
+        async with create_sessionmaker(engine)() as session:
+            rows = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert [(row.topic, row.key) for row in rows] == [(TOPIC, f"H-{n}") for n in range(1, 6)]
+    assert [parse_domain_event(row.event) for row in rows] == [
+        (event, HoldChangedData.model_validate(event.data)) for event in events
+    ]
+
+
+async def test_an_event_built_in_sql_from_the_contract_parses_as_the_one_built_in_python(
+    outbox_settings: Settings,
+) -> None:
+    """The sweeper's artifact-deleted event, built by PostgreSQL from the contract's field list, is the same
+    contract as the one `envelope` builds in Python."""
+    done_at = datetime(2026, 6, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    data = {
+        "contact_ref": uuid.uuid4(),
+        "register": "prh-customer-service",
+        "artifact_class": "chatbot_identifiers",
+        "item": "20260531T120000.000000Z",
+        "method": "redaction",
+        "reason": "retention_expired",
+        "certificate_id": uuid.uuid4(),
+        "policy_version": "2021-10-20",
+        "due_at": datetime(2026, 5, 31, 13, 0, tzinfo=UTC),
+        "done_at": done_at,
+    }
+    columns = [name for name in ARTIFACT_DELETED_DATA if name != "done_at"]
+    statement = text(
+        insert_events_sql(
+            topic="CAST(:topic AS varchar)",
+            key="CAST(c.contact_ref AS varchar)",
+            event=envelope_sql(
+                "retention.artifact_deleted",
+                ARTIFACT_DELETED_DATA,
+                producer="retention",
+                occurred_at="CAST(:done_at AS timestamptz)",
+            ),
+            rows="(SELECT CAST(:contact_ref AS uuid), CAST(:register AS varchar), CAST(:artifact_class AS varchar),"
+            " CAST(:item AS varchar), CAST(:method AS varchar), CAST(:reason AS varchar),"
+            " CAST(:certificate_id AS uuid), CAST(:policy_version AS varchar), CAST(:due_at AS timestamptz))"
+            f" AS c({', '.join(columns)})",
+        )
+    )
+    engine = create_engine(outbox_settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await session.execute(statement, {"topic": TOPIC, **data})
+        async with create_sessionmaker(engine)() as session:
+            row = (await session.execute(select(OutboxEvent))).scalars().one()
+    finally:
+        await engine.dispose()
+    from_sql, contract_from_sql = parse_domain_event(row.event)
+    python_built = envelope("retention.artifact_deleted", data, producer="retention", occurred_at=done_at)
+    from_python, contract_from_python = parse_domain_event(python_built.model_dump(mode="json"))
+    assert isinstance(contract_from_sql, ArtifactDeletedData)
+    assert contract_from_sql == contract_from_python
+    assert from_sql.model_dump(exclude={"id", "data"}) == from_python.model_dump(exclude={"id", "data"})
+    assert (row.topic, row.key) == (TOPIC, str(data["contact_ref"]))

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from services.retention.models import Certificate, ScheduleItem
-from services.retention.schedule import replan
+from services.retention.service.schedule import replan
 from services.retention.sweeper import Sweeper
 from shared.contracts.domain_events import (
     RETENTION_EVENTS_TOPIC,

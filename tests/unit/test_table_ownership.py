@@ -50,14 +50,8 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
         ("services/export/selection.py", "records.contacts"),
         ("services/export/selection.py", "retention.schedule"),
         # The scheduler checks whether a shredded class has a data key again.
-        ("services/retention/schedule.py", "keys.data_keys"),
         # The sweeper shreds the record store's rows and keys itself and writes its announcements straight
         # into the messaging outbox, in one statement per batch.
-        ("services/retention/sweeper.py", "keys.data_keys"),
-        ("services/retention/sweeper.py", "outbox.events"),
-        ("services/retention/sweeper.py", "records.*"),
-        ("services/retention/sweeper.py", "records.artifacts"),
-        ("services/retention/sweeper.py", "records.contacts"),
     }
 )
 
@@ -78,10 +72,6 @@ KNOWN_MODEL_IMPORTS: frozenset[tuple[str, str]] = frozenset(
         ("services/dsr/service.py", "SubjectIndex"),
         ("services/export/package.py", "Contact"),
         ("services/export/statistics.py", "Contact"),
-        ("services/retention/holds.py", "SubjectIndex"),
-        ("services/retention/sweeper.py", "ContactEventRow"),
-        ("services/retention/sweeper.py", "Message"),
-        ("services/retention/sweeper.py", "SubjectIndex"),
     }
 )
 

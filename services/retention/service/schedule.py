@@ -1,10 +1,11 @@
-"""The schedule: from the contact events as they arrive, each contact's retention clocks and due times.
+"""The schedule: each contact's retention clocks and due times, from the contact events as they arrive.
 
-The scheduler consumes the same sealed contact events as the record store, but reads only their clear metadata
-(type, register, time, class): it never needs a data key. Each batch folds the events into the contacts' facts
-and recomputes their schedule rows with services.retention.rules, in the consumer loop's transaction, so an
-event redelivered after a crash changes nothing twice. A backfilled event that is already past its due time gets
-a due time in the past and goes at the next sweep.
+The scheduler (services.retention.handlers) hands over the same sealed contact events as the record store gets,
+of which only the clear metadata (type, register, time, class) is read: it never needs a data key. Each batch
+folds the events into the contacts' facts and recomputes their schedule rows with services.retention.rules, in
+the consumer loop's transaction, so an event redelivered after a crash changes nothing twice. A backfilled event
+that is already past its due time gets a due time in the past and goes at the next sweep. `replan` recomputes
+every pending item when the policy files change.
 """
 
 from __future__ import annotations
@@ -14,19 +15,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from aiokafka import ConsumerRecord
-from pydantic import ValidationError
-from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.retention.models import ContactFacts, ScheduleItem
+from services.retention import repository
+from services.retention.models import ContactFacts
 from services.retention.rules import CaseStatusChange, Due, NoPolicyInForce, due_items
 from services.retention.rules import ContactFacts as Facts
 from shared.contracts.events import ENDING_EVENT_TYPES, SealedContactEvent
 from shared.platform.crypto import BlindIndex
-from shared.platform.errors import PoisonMessage
-from shared.platform.http import pydantic_errors
 from shared.platform.logging import get_logger
 from shared.policy.model import UnknownRegister
 from shared.policy.registry import PolicyRegistry
@@ -57,7 +53,7 @@ def _fold(
     row: ContactFacts | None, events: list[SealedContactEvent], blind_index: BlindIndex
 ) -> dict[str, Any]:
     """The contact's facts with `events` folded in. Folding an event twice changes nothing (a resent event
-    whose class was shredded meanwhile is folded again, see ScheduleHandler.apply_repeats)."""
+    whose class was shredded meanwhile is folded again, see rearm_shredded)."""
     first = events[0]
     facts: dict[str, Any] = (
         {
@@ -135,83 +131,47 @@ def _rules_facts(facts: dict[str, Any]) -> Facts:
     )
 
 
-# Which of these (contact, class) pairs were crypto-shredded as a whole and yet have a data key again.
-_SHREDDED_THEN_KEYED_AGAIN = text(
-    "SELECT s.contact_ref, s.artifact_class FROM retention.schedule AS s"
-    " JOIN unnest(CAST(:refs AS uuid[]), CAST(:classes AS varchar[])) AS wanted(contact_ref, artifact_class)"
-    " USING (contact_ref, artifact_class)"
-    " JOIN keys.data_keys AS k USING (contact_ref, artifact_class)"
-    " WHERE s.item = '' AND s.state = 'done' AND s.action = 'delete'"
-)
-
-
-class ScheduleHandler:
-    """Consumer-loop handler on the contact-events topic (group ``retention-scheduler``)."""
-
-    def __init__(self, policies: PolicyRegistry, blind_index: BlindIndex) -> None:
-        self.policies = policies
-        self.blind_index = blind_index
-
-    def decode(self, record: ConsumerRecord[bytes, bytes]) -> SealedContactEvent:
-        try:
-            return SealedContactEvent.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            reason = "; ".join(f"{e.field}: {e.reason}" for e in pydantic_errors(exc.errors()))
-            raise PoisonMessage(reason[:1000]) from None
-
-    def identify(self, item: SealedContactEvent) -> tuple[UUID, str]:
-        return item.event_id, item.content_digest
-
-    async def apply(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
-        await self._fold_and_schedule(session, items)
-
-    async def apply_repeats(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
-        """Events seen before, arriving again: usually nothing to do. But when a class was crypto-shredded after
-        the first copy and the event then came back (a platform resending what ingest had published but not yet
-        answered for), ingest sealed it under a new data key and the record store keeps it. Such events are
-        folded in again (folding is idempotent; a fully shredded contact has lost its facts) and their class
-        re-armed: without this the new copy would have no due time and be kept for ever."""
-        wanted = sorted({(item.contact_ref, item.artifact_class.value) for item in items})
-        result = await session.execute(
-            _SHREDDED_THEN_KEYED_AGAIN,
-            {"refs": [ref for ref, _ in wanted], "classes": [cls for _, cls in wanted]},
+async def fold_and_schedule(
+    session: AsyncSession,
+    policies: PolicyRegistry,
+    blind_index: BlindIndex,
+    items: list[SealedContactEvent],
+) -> None:
+    """Fold `items` into their contacts' facts and schedule them again, re-arming the classes they carry."""
+    by_contact: dict[UUID, list[SealedContactEvent]] = {}
+    for item in items:
+        by_contact.setdefault(item.contact_ref, []).append(item)
+    rows = await repository.facts_for_update(session, list(by_contact))
+    for contact_ref, events in by_contact.items():
+        facts = _fold(rows.get(contact_ref), events, blind_index)
+        await repository.upsert_facts(session, contact_ref, facts)
+        await reschedule(
+            session,
+            policies,
+            contact_ref,
+            _rules_facts(facts),
+            set(facts["artifact_classes"]),
+            rearm={event.artifact_class.value for event in events},
         )
-        keyed_again = {(UUID(str(ref)), cls) for ref, cls in result}
-        back = [item for item in items if (item.contact_ref, item.artifact_class.value) in keyed_again]
-        if back:
-            log.info("retention.shredded_class_rearmed", events=len(back))
-            await self._fold_and_schedule(session, back)
 
-    async def _fold_and_schedule(self, session: AsyncSession, items: list[SealedContactEvent]) -> None:
-        """Fold `items` into their contacts' facts and schedule them again, re-arming the classes they carry."""
-        by_contact: dict[UUID, list[SealedContactEvent]] = {}
-        for item in items:
-            by_contact.setdefault(item.contact_ref, []).append(item)
-        rows = {
-            row.contact_ref: row
-            for row in (
-                await session.scalars(
-                    select(ContactFacts)
-                    .where(ContactFacts.contact_ref.in_(list(by_contact)))
-                    .with_for_update()
-                )
-            ).all()
-        }
-        for contact_ref, events in by_contact.items():
-            facts = _fold(rows.get(contact_ref), events, self.blind_index)
-            await session.execute(
-                insert(ContactFacts)
-                .values(contact_ref=contact_ref, **facts)
-                .on_conflict_do_update(index_elements=[ContactFacts.contact_ref], set_=facts)
-            )
-            await reschedule(
-                session,
-                self.policies,
-                contact_ref,
-                _rules_facts(facts),
-                set(facts["artifact_classes"]),
-                rearm={event.artifact_class.value for event in events},
-            )
+
+async def rearm_shredded(
+    session: AsyncSession,
+    policies: PolicyRegistry,
+    blind_index: BlindIndex,
+    items: list[SealedContactEvent],
+) -> None:
+    """Events seen before, arriving again: usually nothing to do. But when a class was crypto-shredded after
+    the first copy and the event then came back (a platform resending what ingest had published but not yet
+    answered for), ingest sealed it under a new data key and the record store keeps it. Such events are
+    folded in again (folding is idempotent; a fully shredded contact has lost its facts) and their class
+    re-armed: without this the new copy would have no due time and be kept for ever."""
+    wanted = sorted({(item.contact_ref, item.artifact_class.value) for item in items})
+    keyed_again = await repository.shredded_then_keyed_again(session, wanted)
+    back = [item for item in items if (item.contact_ref, item.artifact_class.value) in keyed_again]
+    if back:
+        log.info("retention.shredded_class_rearmed", events=len(back))
+        await fold_and_schedule(session, policies, blind_index, back)
 
 
 async def reschedule(
@@ -232,28 +192,11 @@ async def reschedule(
         # Ingest refuses such events; one that got through anyway is kept visible, never deleted by guess.
         log.warning("retention.no_policy_for_contact", register=facts.register)
         return
-    done = set(
-        (
-            await session.execute(
-                select(ScheduleItem.artifact_class, ScheduleItem.item).where(
-                    ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "done"
-                )
-            )
-        ).all()
-    )
+    done = await repository.done_items(session, contact_ref)
     if stale := {(cls, item) for cls, item in done if item == "" and cls in rearm}:
-        await session.execute(
-            delete(ScheduleItem).where(
-                ScheduleItem.contact_ref == contact_ref,
-                ScheduleItem.state == "done",
-                ScheduleItem.item == "",
-                ScheduleItem.artifact_class.in_(sorted(cls for cls, _ in stale)),
-            )
-        )
+        await repository.delete_done_class_items(session, contact_ref, {cls for cls, _ in stale})
         done -= stale
-    await session.execute(
-        delete(ScheduleItem).where(ScheduleItem.contact_ref == contact_ref, ScheduleItem.state == "scheduled")
-    )
+    await repository.delete_scheduled(session, contact_ref)
     rows = [
         {
             "contact_ref": contact_ref,
@@ -271,8 +214,7 @@ async def reschedule(
         for due in dues
         if due.artifact_class.value in classes and (due.artifact_class.value, item_key(due)) not in done
     ]
-    if rows:
-        await session.execute(insert(ScheduleItem), rows)
+    await repository.insert_items(session, rows)
 
 
 @dataclass(frozen=True)
@@ -310,10 +252,7 @@ async def replan(
     changes: list[PlanChange] = []
     last: UUID | None = None
     while True:
-        query = select(ContactFacts).order_by(ContactFacts.contact_ref).limit(batch)
-        if last is not None:
-            query = query.where(ContactFacts.contact_ref > last)
-        rows = list((await session.scalars(query)).all())
+        rows = await repository.facts_page(session, after=last, limit=batch)
         if not rows:
             return changes
         last = rows[-1].contact_ref
@@ -322,13 +261,7 @@ async def replan(
             classes = set(row.artifact_classes)
             current = {
                 (item.artifact_class, item.item): item
-                for item in (
-                    await session.scalars(
-                        select(ScheduleItem).where(
-                            ScheduleItem.contact_ref == row.contact_ref, ScheduleItem.state == "scheduled"
-                        )
-                    )
-                ).all()
+                for item in await repository.scheduled_items(session, row.contact_ref)
             }
             try:
                 dues = due_items(policies, facts)
@@ -373,11 +306,4 @@ async def replan(
 
 
 async def _is_done(session: AsyncSession, contact_ref: UUID, key: tuple[str, str]) -> bool:
-    done = await session.scalar(
-        select(ScheduleItem.state).where(
-            ScheduleItem.contact_ref == contact_ref,
-            ScheduleItem.artifact_class == key[0],
-            ScheduleItem.item == key[1],
-        )
-    )
-    return done == "done"
+    return await repository.item_state(session, contact_ref, *key) == "done"
