@@ -63,7 +63,7 @@ from sqlalchemy import select
 from bench.retention import NOW, POLICY_VERSION, REGISTER, Bench
 from bench.scratch import scratch_postgres
 from services.dsr import letters
-from services.dsr.models import Request
+from services.dsr.models import DataSubjectRequest
 from services.dsr.package import PackageInfo, build_access_package, open_package
 from services.dsr.service import (
     Identifier,
@@ -487,7 +487,7 @@ async def timed_search(run: Run, keystore: KeyStore, request_id: UUID) -> tuple[
     """Seconds of one search step as the route takes it (lock the request, search, commit); what it found."""
     async with run.sessionmaker() as session:
         started = time.perf_counter()
-        request = await session.get(Request, request_id, with_for_update=True)
+        request = await session.get(DataSubjectRequest, request_id, with_for_update=True)
         if request is None:
             raise RuntimeError("a registered request is missing")
         found = await search(
@@ -559,7 +559,7 @@ async def build_package(run: Run, request_id: UUID, refs: list[UUID]) -> tuple[f
     for the letter, a package key, the package); the package and its key."""
     started = time.perf_counter()
     async with run.sessionmaker() as session, session.begin():
-        request = await session.get(Request, request_id)
+        request = await session.get(DataSubjectRequest, request_id)
         if request is None:
             raise RuntimeError("the subject's request is missing")
         versions: dict[str, PolicyVersion] = {}
@@ -697,7 +697,7 @@ async def _measure(run: Run, options: Options, rng: random.Random, log: Any) -> 
         run, run.keystore(), subject_request.request_id
     )
     async with run.sessionmaker() as session, session.begin():
-        request = await session.get(Request, subject_request.request_id)
+        request = await session.get(DataSubjectRequest, subject_request.request_id)
         assert request is not None
         for ref in figures.found:
             await decide_candidate(

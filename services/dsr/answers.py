@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters
 from services.dsr.disclosures import loans_of
-from services.dsr.models import Candidate, Package, Request
+from services.dsr.models import Candidate, DataSubjectRequest, Package
 from services.dsr.package import build_access_package
 from services.dsr.rectification import Changes, rectify
 from services.dsr.rights import RegisterRight
@@ -46,7 +46,7 @@ def package_key_context(package_id: UUID) -> bytes:
     return f"sailo-dsr-package:{package_id}".encode()
 
 
-def _context(request: Request, now: datetime) -> letters.LetterContext:
+def _context(request: DataSubjectRequest, now: datetime) -> letters.LetterContext:
     return letters.LetterContext(
         case_number=request.case_number,
         received_on=request.received_at.astimezone(HELSINKI).date(),
@@ -68,7 +68,7 @@ def _letter_decisions(decided: list[RegisterRight]) -> list[letters.RegisterDeci
 
 async def answer(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     *,
     keystore: KeyStore,
     blobs: BlobStore,
@@ -190,7 +190,7 @@ async def answer(
 
 async def _closed_with(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     decided: list[RegisterRight],
     reply: str,
     *,
@@ -215,7 +215,7 @@ async def _closed_with(
 
 async def _build_package(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     contacts: list[Candidate],
     decided: list[RegisterRight],
     *,

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters, service
 from services.dsr.answers import answer, package_key_context
-from services.dsr.models import Candidate, Package
-from services.dsr.models import Request as DsrRequest
+from services.dsr.models import Candidate, DataSubjectRequest, Package
 from services.dsr.package import open_package
 from services.dsr.rectification import Changes, Correction
 from services.dsr.rights import ConditionUnanswered
@@ -82,7 +81,7 @@ async def _latest_packages(session: AsyncSession, request_ids: list[UUID]) -> di
 
 
 async def _read(
-    session: AsyncSession, dsr: DsrRequest, now: datetime, packages: dict[UUID, Package] | None = None
+    session: AsyncSession, dsr: DataSubjectRequest, now: datetime, packages: dict[UUID, Package] | None = None
 ) -> RequestRead:
     if packages is None:
         packages = await _latest_packages(session, [dsr.request_id])
@@ -113,7 +112,7 @@ async def _audit_read(
     request: Request,
     session: AsyncSession,
     principal: Principal,
-    dsr: DsrRequest,
+    dsr: DataSubjectRequest,
     now: datetime,
     *,
     reason: str,
@@ -131,9 +130,9 @@ async def _audit_read(
 
 async def _load(
     request: Request, session: AsyncSession, principal: Principal, request_id: UUID
-) -> DsrRequest:
+) -> DataSubjectRequest:
     """The request, locked for this step; a missing one is audited as a failed read and answered 404."""
-    dsr = await session.get(DsrRequest, request_id, with_for_update=True)
+    dsr = await session.get(DataSubjectRequest, request_id, with_for_update=True)
     if dsr is None:
         await session.rollback()
         rt = runtime(request)
@@ -155,7 +154,7 @@ def _refused(exc: service.StepRefused) -> ApiError:
     )
 
 
-Step = Callable[[AsyncSession, DsrRequest, UUID, str, datetime], Awaitable[None]]
+Step = Callable[[AsyncSession, DataSubjectRequest, UUID, str, datetime], Awaitable[None]]
 
 
 async def _step(request: Request, principal: Principal, request_id: UUID, act: Step) -> RequestRead:
@@ -263,20 +262,22 @@ async def list_requests(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RequestList:
     after = _cursor(cursor)
-    query = select(DsrRequest)
+    query = select(DataSubjectRequest)
     if status is not None:
-        query = query.where(DsrRequest.status == status)
+        query = query.where(DataSubjectRequest.status == status)
     if request_type is not None:
-        query = query.where(DsrRequest.request_type == request_type)
+        query = query.where(DataSubjectRequest.request_type == request_type)
     if due_before is not None:
-        query = query.where(DsrRequest.last_day <= _day("due_before", due_before))
+        query = query.where(DataSubjectRequest.last_day <= _day("due_before", due_before))
     if due_after is not None:
-        query = query.where(DsrRequest.last_day >= _day("due_after", due_after))
+        query = query.where(DataSubjectRequest.last_day >= _day("due_after", due_after))
     if open_only:
-        query = query.where(DsrRequest.status.in_(sorted(service.OPEN_STATUSES)))
+        query = query.where(DataSubjectRequest.status.in_(sorted(service.OPEN_STATUSES)))
     if after is not None:
-        query = query.where(tuple_(DsrRequest.last_day, DsrRequest.case_number) > tuple_(*after))
-    query = query.order_by(DsrRequest.last_day, DsrRequest.case_number).limit(limit + 1)
+        query = query.where(
+            tuple_(DataSubjectRequest.last_day, DataSubjectRequest.case_number) > tuple_(*after)
+        )
+    query = query.order_by(DataSubjectRequest.last_day, DataSubjectRequest.case_number).limit(limit + 1)
     now = _now(request)
     async with runtime(request).sessionmaker() as session:
         rows = list((await session.scalars(query)).all())
@@ -351,7 +352,7 @@ async def get_requester(request: Request, request_id: UUID, principal: Authorize
 async def verify_identity(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
     body = await json_body(request, IdentityVerification)
 
-    async def act(session: AsyncSession, dsr: DsrRequest, by: UUID, role: str, now: datetime) -> None:
+    async def act(session: AsyncSession, dsr: DataSubjectRequest, by: UUID, role: str, now: datetime) -> None:
         await service.verify_identity(session, dsr, method=body.method, by=by, role=role, now=now)
 
     return await _step(request, principal, request_id, act)
@@ -490,7 +491,7 @@ async def extend(request: Request, request_id: UUID, principal: Authorized) -> S
 async def change_status(request: Request, request_id: UUID, principal: Authorized) -> RequestRead:
     body = await json_body(request, StatusChange)
 
-    async def act(session: AsyncSession, dsr: DsrRequest, by: UUID, role: str, now: datetime) -> None:
+    async def act(session: AsyncSession, dsr: DataSubjectRequest, by: UUID, role: str, now: datetime) -> None:
         if body.status == "refused" and dsr.identity_verified_at is not None:
             raise service.StepRefused("status", "a verified request is refused through its answer")
         await service.move(session, dsr, body.status, by=by, role=role, now=now, reason=body.status)

@@ -25,7 +25,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr.deadlines import statutory_deadline
-from services.dsr.models import REQUEST_KEY_CLASS, Candidate, Request
+from services.dsr.models import REQUEST_KEY_CLASS, Candidate, DataSubjectRequest
 from services.dsr.rights import RegisterRight, rights_for
 from shared.audit.chain import Action
 from shared.audit.log import record
@@ -102,7 +102,7 @@ async def register_request(
     by: UUID,
     role: str,
     now: datetime,
-) -> Request:
+) -> DataSubjectRequest:
     """A request as it arrived. Identifiers are checked and normalised here (a bad one is named by its index,
     never echoed), sealed under the request's own key, and not used for anything until identity is proven."""
     if received_at > now:
@@ -132,7 +132,7 @@ async def register_request(
     keys = await keystore.get_or_create(session, {(request_id, REQUEST_KEY_CLASS)})
     key = keys[request_id, REQUEST_KEY_CLASS]
     deadline = statutory_deadline(received_at)
-    request = Request(
+    request = DataSubjectRequest(
         request_id=request_id,
         case_number=await next_case_number(session, received_at),
         request_type=request_type.value,
@@ -157,7 +157,7 @@ async def register_request(
 
 
 async def requester_identifiers(
-    session: AsyncSession, keystore: KeyStore, request: Request
+    session: AsyncSession, keystore: KeyStore, request: DataSubjectRequest
 ) -> list[Identifier]:
     keys = await keystore.get(session, {(request.request_id, REQUEST_KEY_CLASS)})
     key = keys[request.request_id, REQUEST_KEY_CLASS]
@@ -166,7 +166,7 @@ async def requester_identifiers(
 
 
 async def request_details(
-    session: AsyncSession, keystore: KeyStore, request: Request
+    session: AsyncSession, keystore: KeyStore, request: DataSubjectRequest
 ) -> dict[str, Any] | None:
     """The requester's own words (a rectification's field and change, an objection's grounds), unsealed."""
     if request.sealed_details is None:
@@ -180,7 +180,14 @@ async def request_details(
 
 
 async def move(
-    session: AsyncSession, request: Request, status: str, *, by: UUID, role: str, now: datetime, reason: str
+    session: AsyncSession,
+    request: DataSubjectRequest,
+    status: str,
+    *,
+    by: UUID,
+    role: str,
+    now: datetime,
+    reason: str,
 ) -> None:
     """Move the request to `status` if its lifecycle allows it from where it is."""
     allowed = TRANSITIONS.get(request.status, frozenset())
@@ -196,7 +203,12 @@ async def move(
 
 
 async def announce(
-    session: AsyncSession, request: Request, event_type: str, data: dict[str, Any], *, now: datetime
+    session: AsyncSession,
+    request: DataSubjectRequest,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime,
 ) -> None:
     """An event about this request on the DSR topic, keyed by the request so its steps stay in order."""
     await enqueue(
@@ -214,7 +226,7 @@ async def announce(
 
 async def _changed(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     previous: str | None,
     *,
     by: UUID,
@@ -243,7 +255,7 @@ async def _changed(
 
 async def audit_step(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     *,
     by: UUID,
     role: str,
@@ -266,7 +278,7 @@ async def audit_step(
 
 
 async def verify_identity(
-    session: AsyncSession, request: Request, *, method: str, by: UUID, role: str, now: datetime
+    session: AsyncSession, request: DataSubjectRequest, *, method: str, by: UUID, role: str, now: datetime
 ) -> None:
     if method not in IDENTITY_METHODS:
         raise StepRefused("method", f"one of: {', '.join(IDENTITY_METHODS)}")
@@ -276,14 +288,14 @@ async def verify_identity(
     await move(session, request, "identity_verified", by=by, role=role, now=now, reason=f"identity_{method}")
 
 
-def require_verified(request: Request) -> None:
+def require_verified(request: DataSubjectRequest) -> None:
     if request.identity_verified_at is None:
         raise StepRefused("identity", "the requester's identity is not verified yet")
 
 
 async def search(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     *,
     keystore: KeyStore,
     blind_index: BlindIndex,
@@ -348,7 +360,7 @@ async def search(
 
 async def decide_candidate(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     contact_ref: UUID,
     *,
     confirmed: bool,
@@ -378,7 +390,7 @@ async def decide_candidate(
     return candidate
 
 
-async def confirmed_contacts(session: AsyncSession, request: Request) -> list[Candidate]:
+async def confirmed_contacts(session: AsyncSession, request: DataSubjectRequest) -> list[Candidate]:
     return list(
         (
             await session.scalars(
@@ -392,7 +404,7 @@ async def confirmed_contacts(session: AsyncSession, request: Request) -> list[Ca
 
 async def extend(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     *,
     months: int,
     reasons: Sequence[str],
@@ -423,7 +435,7 @@ async def extend(
 
 def decisions_for(
     policies: PolicyRegistry,
-    request: Request,
+    request: DataSubjectRequest,
     *,
     conditions_met: dict[str, bool],
     now: datetime,
@@ -437,7 +449,7 @@ def decisions_for(
 
 async def contacts_event(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     event_type: str,
     *,
     ground: str,
@@ -450,7 +462,7 @@ async def contacts_event(
 
 
 async def restrict(
-    session: AsyncSession, request: Request, contact_refs: Sequence[UUID], *, now: datetime
+    session: AsyncSession, request: DataSubjectRequest, contact_refs: Sequence[UUID], *, now: datetime
 ) -> None:
     """Art. 18: the contacts are marked restricted in the record store, where every read, listen and export
     checks it; retention holds them for grounds (c) and (d) when it sees the event."""
@@ -471,7 +483,7 @@ async def restrict(
 
 
 async def schedule_lift(
-    session: AsyncSession, request: Request, *, lifts_on: date, by: UUID, role: str, now: datetime
+    session: AsyncSession, request: DataSubjectRequest, *, lifts_on: date, by: UUID, role: str, now: datetime
 ) -> None:
     """Art. 18(3): the requester is told before a restriction is lifted, so the lift is set for a later day
     (the deadline watch carries it out) and the letter goes now."""
@@ -490,7 +502,7 @@ async def schedule_lift(
 
 
 async def lift_restriction(
-    session: AsyncSession, request: Request, *, by: UUID, role: str, now: datetime
+    session: AsyncSession, request: DataSubjectRequest, *, by: UUID, role: str, now: datetime
 ) -> None:
     """Carry out a lift whose day has come: the contacts are no longer restricted, and holders are told."""
     contact_refs = [c.contact_ref for c in await confirmed_contacts(session, request)]

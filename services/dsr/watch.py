@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dsr.deadlines import reminder_at, statutory_deadline
-from services.dsr.models import Package, Request
+from services.dsr.models import DataSubjectRequest, Package
 from services.dsr.service import OPEN_STATUSES, SERVICE, announce, audit_step, lift_restriction
 from shared.audit.log import SYSTEM_ROLE, system_actor
 from shared.platform.clock import HELSINKI, Clock
@@ -63,8 +63,11 @@ class DeadlineWatch(Periodic):
         async with self.sessionmaker() as session, session.begin():
             due = (
                 await session.scalars(
-                    select(Request)
-                    .where(Request.restriction_lifts_on <= today, Request.restriction_lifted_at.is_(None))
+                    select(DataSubjectRequest)
+                    .where(
+                        DataSubjectRequest.restriction_lifts_on <= today,
+                        DataSubjectRequest.restriction_lifted_at.is_(None),
+                    )
                     .with_for_update(skip_locked=True)
                 )
             ).all()
@@ -78,11 +81,12 @@ class DeadlineWatch(Periodic):
         async with self.sessionmaker() as session, session.begin():
             requests = (
                 await session.scalars(
-                    select(Request)
+                    select(DataSubjectRequest)
                     .where(
-                        Request.status.in_(sorted(OPEN_STATUSES)),
-                        Request.last_day <= horizon,
-                        (Request.reminded_at.is_(None)) | (Request.overdue_at.is_(None)),
+                        DataSubjectRequest.status.in_(sorted(OPEN_STATUSES)),
+                        DataSubjectRequest.last_day <= horizon,
+                        (DataSubjectRequest.reminded_at.is_(None))
+                        | (DataSubjectRequest.overdue_at.is_(None)),
                     )
                     .with_for_update(skip_locked=True)
                 )
@@ -128,7 +132,9 @@ class DeadlineWatch(Periodic):
         return len(blob_keys)
 
 
-async def _announce_deadline(session: AsyncSession, request: Request, event_type: str, now: datetime) -> None:
+async def _announce_deadline(
+    session: AsyncSession, request: DataSubjectRequest, event_type: str, now: datetime
+) -> None:
     await announce(
         session, request, event_type, {"status": request.status, "last_day": request.last_day}, now=now
     )
