@@ -1,5 +1,7 @@
-"""Data-subject requests: the lifecycle and the rules of each step. Functions take a session and flush; the
-route commits, so a step, its audit entry and its event are one transaction.
+"""Data-subject requests: the lifecycle and the rules of each step. Each step takes the route's session and the
+`Caller` (who acts, and when), loads and locks the request, flushes and never commits: the route's session
+commits, so a step, its audit entry and its event are one transaction. A step the request's state or the law
+does not allow raises ApiError naming the field: 409 for the request's state, 422 for what was given.
 
 The lifecycle (`TRANSITIONS`): received -> identity_verified -> in_progress -> completed / partially_granted /
 refused, with awaiting_requester (the caseworker waits for documents or a clarification), extended (Art. 12(3))
@@ -21,23 +23,35 @@ from typing import Any, Final
 from uuid import UUID
 
 import orjson
-from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.dsr import letters, repository
 from services.dsr.deadlines import statutory_deadline
-from services.dsr.models import REQUEST_KEY_CLASS, Candidate, DataSubjectRequest
+from services.dsr.models import REQUEST_KEY_CLASS, Candidate, DataSubjectRequest, Package
 from services.dsr.rights import RegisterRight, rights_for
+from services.dsr.schemas import (
+    CandidateList,
+    CandidateRead,
+    PackageRead,
+    RequestDetails,
+    RequesterIdentifier,
+    RequesterRead,
+    RequestRead,
+    StepWithLetter,
+)
+from shared.app import Caller
 from shared.audit.chain import Action
-from shared.audit.log import record
+from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.identifiers import IdentifierError, normalise_identifier
 from shared.messaging.outbox import enqueue, envelope
 from shared.platform.clock import HELSINKI
-from shared.platform.crypto import BlindIndex, open_sealed, seal
+from shared.platform.crypto import BlindIndex, open_sealed, seal, unwrap_data_key
+from shared.platform.errors import ApiError, FieldError
 from shared.policy.model import RightName
 from shared.policy.registry import PolicyRegistry
+from shared.recordstore import subjects
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.models import Contact, SubjectIndex
 
 SERVICE: Final = "dsr"
 
@@ -62,15 +76,22 @@ RESTRICTION_GROUNDS: Final = ("a", "b", "c", "d")
 (d) objection pending verification. Grounds (c) and (d) also hold the data past its retention period."""
 
 
-class StepRefused(Exception):
-    """A step the request's state or the law does not allow; the route answers 409 naming the field (422 when
-    what the caseworker gave is itself invalid)."""
+def refused(field: str, reason: str) -> ApiError:
+    """A step the request's state or the law does not allow now (409)."""
+    return ApiError.field(409, field, reason, title="Step not allowed")
 
-    def __init__(self, field: str, reason: str, *, status: int = 409) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-        self.status = status
+
+def invalid(field: str, reason: str) -> ApiError:
+    """What the caseworker gave breaks a rule (422)."""
+    return ApiError.field(422, field, reason)
+
+
+class RequestNotFound(ApiError):
+    """No request has this id. The routes' caller dependency audits it as a failed read (services.dsr.api.deps),
+    in a transaction of its own: the step's transaction rolls back."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "Request not found", [FieldError("request_id", "no such request")])
 
 
 @dataclass(frozen=True)
@@ -79,17 +100,178 @@ class Identifier:
     value: str
 
 
+def package_key_context(package_id: UUID) -> bytes:
+    return f"sailo-dsr-package:{package_id}".encode()
+
+
+async def load(session: AsyncSession, request_id: UUID) -> DataSubjectRequest:
+    """The request, locked for this step."""
+    request = await repository.locked_request(session, request_id)
+    if request is None:
+        raise RequestNotFound()
+    return request
+
+
 async def next_case_number(session: AsyncSession, now: datetime) -> str:
-    number = await session.scalar(text("SELECT nextval('dsr.case_number_seq')"))
-    return f"DSR-{now.astimezone(HELSINKI).year}-{int(number or 0):06d}"
+    number = await repository.next_case_number(session)
+    return f"DSR-{now.astimezone(HELSINKI).year}-{number:06d}"
 
 
 def _requester_aad(request_id: UUID, part: str) -> bytes:
     return f"sailo-dsr:{request_id}:{part}".encode()
 
 
+# -- what a caseworker sees -------------------------------------------------------------------------------
+
+
+async def view(
+    session: AsyncSession,
+    request: DataSubjectRequest,
+    now: datetime,
+    packages: dict[UUID, Package] | None = None,
+) -> RequestRead:
+    """The request as the queue shows it: overdue by the Helsinki calendar, with its newest access package."""
+    if packages is None:
+        packages = await repository.latest_packages(session, [request.request_id])
+    package = packages.get(request.request_id)
+    overdue = request.status in OPEN_STATUSES and now.astimezone(HELSINKI).date() > request.last_day
+    return RequestRead(
+        request_id=request.request_id,
+        case_number=request.case_number,
+        request_type=request.request_type,
+        registers=request.registers,
+        status=request.status,
+        received_at=request.received_at,
+        last_day=request.last_day,
+        overdue=overdue,
+        extension_months=request.extension_months,
+        extension_reasons=request.extension_reasons,
+        identity_method=request.identity_method,
+        identity_verified_at=request.identity_verified_at,
+        restriction_ground=request.restriction_ground,
+        restriction_lifted_at=request.restriction_lifted_at,
+        decisions=request.decisions,
+        closed_at=request.closed_at,
+        package=PackageRead.model_validate(package, from_attributes=True) if package else None,
+    )
+
+
+def _candidate(candidate: Candidate) -> CandidateRead:
+    return CandidateRead.model_validate(candidate, from_attributes=True)
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    requests: list[RequestRead]
+    next_after: tuple[date, str] | None
+    """The position (last day, case number) the next page starts after; None on the last page."""
+
+
+async def list_requests(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    status: str | None,
+    request_type: str | None,
+    due_before: date | None,
+    due_after: date | None,
+    open_only: bool,
+    after: tuple[date, str] | None,
+    limit: int,
+) -> RequestPage:
+    """The queue by last day; the page's requests are audited as searched."""
+    now = caller.now()
+    rows = await repository.requests_page(
+        session,
+        status=status,
+        request_type=request_type,
+        due_before=due_before,
+        due_after=due_after,
+        statuses=OPEN_STATUSES if open_only else None,
+        after=after,
+        limit=limit + 1,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    await caller.audit(session, Action.SEARCH, "dsr.request", [r.request_id for r in page][:100])
+    packages = await repository.latest_packages(session, [r.request_id for r in page])
+    items = [await view(session, r, now, packages) for r in page]
+    return RequestPage(items, (page[-1].last_day, page[-1].case_number) if more and page else None)
+
+
+async def get_request(session: AsyncSession, caller: Caller, request_id: UUID) -> RequestRead:
+    now = caller.now()
+    request = await load(session, request_id)
+    await _audit(session, caller, request, reason="viewed", action=Action.READ)
+    return await view(session, request, now)
+
+
+async def get_requester(
+    session: AsyncSession, caller: Caller, request_id: UUID, *, keystore: KeyStore
+) -> RequesterRead:
+    """The requester's identifiers and own words, unsealed; audited as a read."""
+    request = await load(session, request_id)
+    identifiers = await requester_identifiers(session, keystore, request)
+    details = await request_details(session, keystore, request)
+    await _audit(session, caller, request, reason="requester_viewed", action=Action.READ)
+    return RequesterRead(
+        requester=[RequesterIdentifier(kind=i.kind, value=i.value) for i in identifiers],
+        details=RequestDetails(**details) if details else None,
+    )
+
+
+async def candidates(session: AsyncSession, caller: Caller, request_id: UUID) -> CandidateList:
+    request = await load(session, request_id)
+    return CandidateList(
+        candidates=[_candidate(c) for c in await repository.candidates_of(session, request.request_id)]
+    )
+
+
+async def reply(session: AsyncSession, caller: Caller, request_id: UUID) -> str:
+    """The reply letter, once the request is answered."""
+    request = await load(session, request_id)
+    if request.reply is None:
+        raise ApiError.field(409, "status", "the request has not been answered yet")
+    return request.reply
+
+
+@dataclass(frozen=True)
+class PackageDownload:
+    package_key: bytes
+    blob_key: str
+    case_number: str
+
+
+async def download_package(
+    session: AsyncSession, caller: Caller, request_id: UUID, *, kek: bytes
+) -> PackageDownload:
+    """The key and place of the request's newest access package, marked downloaded and audited as disclosed;
+    404 when there is none, 410 once it has expired (its key is destroyed)."""
+    now = caller.now()
+    request = await load(session, request_id)
+    package = await repository.latest_package(session, request.request_id)
+    if package is None:
+        raise ApiError.field(404, "request_id", "this request has no access package")
+    if package.wrapped_key is None or package.expires_at <= now:
+        raise ApiError.field(410, "request_id", "the access package has expired and was destroyed")
+    key = unwrap_data_key(kek, package.wrapped_key, context=package_key_context(package.package_id))
+    package.downloaded_at = now
+    await _audit(
+        session,
+        caller,
+        request,
+        reason="package_downloaded",
+        object_ids=[package.package_id],
+        action=Action.DISCLOSE,
+    )
+    return PackageDownload(key, package.blob_key, request.case_number)
+
+
+# -- the steps --------------------------------------------------------------------------------------------
+
+
 async def register_request(
     session: AsyncSession,
+    caller: Caller,
     *,
     keystore: KeyStore,
     policies: PolicyRegistry,
@@ -98,35 +280,35 @@ async def register_request(
     requester: Sequence[Identifier],
     details: dict[str, Any] | None,
     restriction_ground: str | None,
-    received_at: datetime,
-    by: UUID,
-    role: str,
-    now: datetime,
-) -> DataSubjectRequest:
-    """A request as it arrived. Identifiers are checked and normalised here (a bad one is named by its index,
-    never echoed), sealed under the request's own key, and not used for anything until identity is proven."""
+    received_at: datetime | None,
+) -> RequestRead:
+    """A request as it arrived (now, unless `received_at` says when). Identifiers are checked and normalised
+    here (a bad one is named by its index, never echoed), sealed under the request's own key, and not used for
+    anything until identity is proven."""
+    now = caller.now()
+    received_at = received_at or now
     if received_at > now:
-        raise StepRefused("received_at", "a request cannot be received in the future")
+        raise invalid("received_at", "a request cannot be received in the future")
     known = set(policies.registers())
     for index, name in enumerate(registers):
         if name not in known:
             # Named by its index: an error body never repeats what was sent.
-            raise StepRefused(f"registers[{index}]", "unknown register")
+            raise invalid(f"registers[{index}]", "unknown register")
     if request_type is RightName.RESTRICTION and restriction_ground not in RESTRICTION_GROUNDS:
-        raise StepRefused("restriction_ground", "a restriction names its Art. 18(1) ground: a, b, c or d")
+        raise invalid("restriction_ground", "a restriction names its Art. 18(1) ground: a, b, c or d")
     if request_type is not RightName.RESTRICTION and restriction_ground is not None:
-        raise StepRefused("restriction_ground", "only a restriction request has a restriction ground")
+        raise invalid("restriction_ground", "only a restriction request has a restriction ground")
     if request_type is RightName.RECTIFICATION and not (
         details and details.get("field") and details.get("change")
     ):
         # DVV's notice: a rectification request names the data to correct and the exact change.
-        raise StepRefused("details", "a rectification names the field to correct and the exact change")
+        raise invalid("details", "a rectification names the field to correct and the exact change")
     normalised: list[dict[str, str]] = []
     for index, identifier in enumerate(requester):
         try:
             value = normalise_identifier(identifier.kind, identifier.value)
         except IdentifierError as exc:
-            raise StepRefused(f"requester[{index}].value", str(exc)) from None
+            raise invalid(f"requester[{index}].value", str(exc)) from None
         normalised.append({"kind": identifier.kind, "value": value})
     request_id = uuid.uuid4()
     keys = await keystore.get_or_create(session, {(request_id, REQUEST_KEY_CLASS)})
@@ -148,12 +330,12 @@ async def register_request(
         ),
         restriction_ground=restriction_ground,
         decisions=[],
-        created_by=by,
+        created_by=caller.actor,
     )
     session.add(request)
     await session.flush()
-    await _changed(session, request, None, by=by, role=role, now=now, reason="received")
-    return request
+    await _changed(session, caller, request, None, now=now, reason="received")
+    return await view(session, request, now)
 
 
 async def requester_identifiers(
@@ -181,25 +363,37 @@ async def request_details(
 
 async def move(
     session: AsyncSession,
+    caller: Caller,
     request: DataSubjectRequest,
     status: str,
     *,
-    by: UUID,
-    role: str,
     now: datetime,
     reason: str,
 ) -> None:
     """Move the request to `status` if its lifecycle allows it from where it is."""
     allowed = TRANSITIONS.get(request.status, frozenset())
     if status not in allowed:
-        raise StepRefused("status", f"a {request.status} request cannot become {status}")
+        raise refused("status", f"a {request.status} request cannot become {status}")
     previous = request.status
     request.status = status
     request.updated_at = now
     if status in CLOSED_STATUSES:
         request.closed_at = now
     await session.flush()
-    await _changed(session, request, previous, by=by, role=role, now=now, reason=reason)
+    await _changed(session, caller, request, previous, now=now, reason=reason)
+
+
+async def change_status(
+    session: AsyncSession, caller: Caller, request_id: UUID, *, status: str
+) -> RequestRead:
+    """Wait for the requester, resume, record a withdrawal, or refuse a request whose requester could not be
+    identified (a verified one is refused through its answer, with the legal ground)."""
+    now = caller.now()
+    request = await load(session, request_id)
+    if status == "refused" and request.identity_verified_at is not None:
+        raise refused("status", "a verified request is refused through its answer")
+    await move(session, caller, request, status, now=now, reason=status)
+    return await view(session, request, now)
 
 
 async def announce(
@@ -226,18 +420,16 @@ async def announce(
 
 async def _changed(
     session: AsyncSession,
+    caller: Caller,
     request: DataSubjectRequest,
     previous: str | None,
     *,
-    by: UUID,
-    role: str,
     now: datetime,
     reason: str,
-    object_ids: Sequence[UUID] = (),
 ) -> None:
     """Every step: an audit entry (who, which request, why) and a request_changed event, in the step's
     transaction."""
-    await audit_step(session, request, by=by, role=role, now=now, reason=reason, object_ids=object_ids)
+    await _audit(session, caller, request, reason=reason)
     await announce(
         session,
         request,
@@ -253,24 +445,36 @@ async def _changed(
     )
 
 
-async def audit_step(
+async def _audit(
     session: AsyncSession,
+    caller: Caller,
     request: DataSubjectRequest,
     *,
-    by: UUID,
-    role: str,
-    now: datetime,
     reason: str,
     object_ids: Sequence[UUID] = (),
     action: Action = Action.DSR_STEP,
 ) -> None:
+    """The step's audit entry: the request (and what else it touched), filed under the request's type."""
+    await caller.audit(
+        session,
+        action,
+        f"dsr.{request.request_type}",
+        [request.request_id, *object_ids],
+        reason=reason,
+    )
+
+
+async def audit_by_system(
+    session: AsyncSession, request: DataSubjectRequest, *, now: datetime, reason: str
+) -> None:
+    """The audit entry of a step this service takes on its own (the deadline watch), under its system actor."""
     await record(
         session,
-        actor=by,
-        role=role,
-        action=action,
+        actor=system_actor(SERVICE),
+        role=SYSTEM_ROLE,
+        action=Action.DSR_STEP,
         object_type=f"dsr.{request.request_type}",
-        object_ids=[request.request_id, *object_ids],
+        object_ids=[request.request_id],
         reason=reason,
         service=SERVICE,
         occurred_at=now,
@@ -278,53 +482,50 @@ async def audit_step(
 
 
 async def verify_identity(
-    session: AsyncSession, request: DataSubjectRequest, *, method: str, by: UUID, role: str, now: datetime
-) -> None:
+    session: AsyncSession, caller: Caller, request_id: UUID, *, method: str
+) -> RequestRead:
+    """Record how the requester's identity was proven; from now on their data may be searched."""
+    now = caller.now()
+    request = await load(session, request_id)
     if method not in IDENTITY_METHODS:
-        raise StepRefused("method", f"one of: {', '.join(IDENTITY_METHODS)}")
+        raise refused("method", f"one of: {', '.join(IDENTITY_METHODS)}")
     request.identity_method = method
     request.identity_verified_at = now
-    request.identity_verified_by = by
-    await move(session, request, "identity_verified", by=by, role=role, now=now, reason=f"identity_{method}")
+    request.identity_verified_by = caller.actor
+    await move(session, caller, request, "identity_verified", now=now, reason=f"identity_{method}")
+    return await view(session, request, now)
 
 
 def require_verified(request: DataSubjectRequest) -> None:
     if request.identity_verified_at is None:
-        raise StepRefused("identity", "the requester's identity is not verified yet")
+        raise refused("identity", "the requester's identity is not verified yet")
 
 
 async def search(
     session: AsyncSession,
-    request: DataSubjectRequest,
+    caller: Caller,
+    request_id: UUID,
     *,
     keystore: KeyStore,
     blind_index: BlindIndex,
-    by: UUID,
-    role: str,
-    now: datetime,
-) -> list[Candidate]:
+) -> CandidateList:
     """Find the contacts the requester's identifiers link to, in the request's registers, through the blind
     index. Each is a candidate until a caseworker confirms or rejects it; a repeated search keeps decisions."""
+    now = caller.now()
+    request = await load(session, request_id)
     require_verified(request)
     if request.status in CLOSED_STATUSES:
-        raise StepRefused("status", f"the request is {request.status}")
+        raise refused("status", f"the request is {request.status}")
     digests: dict[str, str] = {}
     for identifier in await requester_identifiers(session, keystore, request):
         digests[blind_index.digest(identifier.kind, identifier.value).hex()] = identifier.kind
-    matches: dict[UUID, tuple[Contact, set[str]]] = {}
-    if digests:
-        rows = await session.execute(
-            select(Contact, SubjectIndex.digest)
-            .join(SubjectIndex, SubjectIndex.contact_ref == Contact.contact_ref)
-            .where(SubjectIndex.digest.in_(list(digests)), Contact.register.in_(request.registers))
-        )
-        for contact, digest in rows:
-            matches.setdefault(contact.contact_ref, (contact, set()))[1].add(digests[digest])
-    existing = {
-        c.contact_ref: c
-        for c in (await session.scalars(select(Candidate).where(Candidate.request_id == request.request_id)))
+    matches = {
+        found.contact_ref: found
+        for found in await subjects.find_contacts(session, list(digests), registers=request.registers)
     }
-    for ref, (contact, kinds) in matches.items():
+    existing = {c.contact_ref: c for c in await repository.candidates_of(session, request.request_id)}
+    for ref, contact in matches.items():
+        kinds = {digests[digest] for digest in contact.digests}
         if ref in existing:
             existing[ref].matched_by = sorted(kinds)
             continue
@@ -341,96 +542,95 @@ async def search(
         existing[ref] = candidate
     await session.flush()
     if request.status == "identity_verified":
-        await move(session, request, "in_progress", by=by, role=role, now=now, reason="searched")
+        await move(session, caller, request, "in_progress", now=now, reason="searched")
     else:
-        await audit_step(session, request, by=by, role=role, now=now, reason="searched")
-    await record(
-        session,
-        actor=by,
-        role=role,
-        action=Action.SEARCH,
-        object_type="contact",
-        object_ids=sorted(matches)[:100],
-        reason="dsr_subject_search",
-        service=SERVICE,
-        occurred_at=now,
-    )
-    return sorted(existing.values(), key=lambda c: (c.started_at, str(c.contact_ref)))
+        await _audit(session, caller, request, reason="searched")
+    await caller.audit(session, Action.SEARCH, "contact", sorted(matches)[:100], reason="dsr_subject_search")
+    found = sorted(existing.values(), key=lambda c: (c.started_at, str(c.contact_ref)))
+    return CandidateList(candidates=[_candidate(c) for c in found])
 
 
 async def decide_candidate(
     session: AsyncSession,
-    request: DataSubjectRequest,
+    caller: Caller,
+    request_id: UUID,
     contact_ref: UUID,
     *,
     confirmed: bool,
-    by: UUID,
-    role: str,
-    now: datetime,
-) -> Candidate:
+) -> CandidateRead:
+    """Confirm that a found contact is the requester's, or reject it."""
+    now = caller.now()
+    request = await load(session, request_id)
     require_verified(request)
     if request.status in CLOSED_STATUSES:
-        raise StepRefused("status", f"the request is {request.status}")
-    candidate = await session.get(Candidate, (request.request_id, contact_ref))
+        raise refused("status", f"the request is {request.status}")
+    candidate = await repository.candidate(session, request.request_id, contact_ref)
     if candidate is None:
-        raise LookupError("contact_ref")
+        raise ApiError.field(404, "contact_ref", "not a candidate of this request")
     candidate.decision = "confirmed" if confirmed else "rejected"
-    candidate.decided_by = by
+    candidate.decided_by = caller.actor
     candidate.decided_at = now
     await session.flush()
-    await audit_step(
+    await _audit(
         session,
+        caller,
         request,
-        by=by,
-        role=role,
-        now=now,
         reason="candidate_confirmed" if confirmed else "candidate_rejected",
         object_ids=[contact_ref],
     )
-    return candidate
+    return _candidate(candidate)
 
 
-async def confirmed_contacts(session: AsyncSession, request: DataSubjectRequest) -> list[Candidate]:
-    return list(
-        (
-            await session.scalars(
-                select(Candidate)
-                .where(Candidate.request_id == request.request_id, Candidate.decision == "confirmed")
-                .order_by(Candidate.started_at)
-            )
-        ).all()
+def _letter_context(
+    request: DataSubjectRequest, now: datetime, *, last_day: date | None = None
+) -> letters.LetterContext:
+    return letters.LetterContext(
+        case_number=request.case_number,
+        received_on=request.received_at.astimezone(HELSINKI).date(),
+        dated=now.astimezone(HELSINKI).date(),
+        last_day=last_day,
     )
 
 
 async def extend(
     session: AsyncSession,
-    request: DataSubjectRequest,
+    caller: Caller,
+    request_id: UUID,
     *,
     months: int,
-    reasons: Sequence[str],
-    by: UUID,
-    role: str,
-    now: datetime,
-) -> None:
+    reasons: Sequence[letters.ExtensionReason],
+    policies: PolicyRegistry,
+) -> StepWithLetter:
     """Art. 12(3): one extension of up to two further months, decided and told to the requester within the
-    first month."""
+    first month; the letter telling them comes with it."""
+    now = caller.now()
+    request = await load(session, request_id)
+    previous_last_day = request.last_day
     if request.extension_months:
-        raise StepRefused("months", "the time limit has already been extended once")
+        raise refused("months", "the time limit has already been extended once")
     if not 1 <= months <= 2:
-        raise StepRefused("months", "an extension is one or two months")
+        raise refused("months", "an extension is one or two months")
     if not reasons:
-        raise StepRefused("reasons", "an extension needs its reasons (Art. 12(3))")
+        raise refused("reasons", "an extension needs its reasons (Art. 12(3))")
     first = statutory_deadline(request.received_at)
     if now >= first.ends_at:
-        raise StepRefused("months", "the first time limit has passed: it can no longer be extended")
+        raise refused("months", "the first time limit has passed: it can no longer be extended")
     extended = statutory_deadline(request.received_at, extension_months=months)
     request.extension_months = months
-    request.extension_reasons = list(reasons)
+    request.extension_reasons = [reason.value for reason in reasons]
     request.extended_at = now
     request.last_day = extended.last_day
     # A reminder already sent was about the old last day.
     request.reminded_at = None
-    await move(session, request, "extended", by=by, role=role, now=now, reason="extended")
+    await move(session, caller, request, "extended", now=now, reason="extended")
+    letter = letters.extension_letter(
+        _letter_context(request, now, last_day=previous_last_day),
+        RightName(request.request_type),
+        [policies.latest(register) for register in request.registers],
+        reasons=reasons,
+        new_last_day=request.last_day,
+    )
+    return StepWithLetter(request=await view(session, request, now), letter=letter)
 
 
 def decisions_for(
@@ -466,12 +666,7 @@ async def restrict(
 ) -> None:
     """Art. 18: the contacts are marked restricted in the record store, where every read, listen and export
     checks it; retention holds them for grounds (c) and (d) when it sees the event."""
-    if contact_refs:
-        await session.execute(
-            update(Contact)
-            .where(Contact.contact_ref.in_(list(contact_refs)), Contact.restricted_at.is_(None))
-            .values(restricted_at=now)
-        )
+    await subjects.restrict_contacts(session, contact_refs, at=now)
     await contacts_event(
         session,
         request,
@@ -483,33 +678,45 @@ async def restrict(
 
 
 async def schedule_lift(
-    session: AsyncSession, request: DataSubjectRequest, *, lifts_on: date, by: UUID, role: str, now: datetime
-) -> None:
+    session: AsyncSession,
+    caller: Caller,
+    request_id: UUID,
+    *,
+    lifts_on: date,
+    reason: letters.LiftReason,
+    policies: PolicyRegistry,
+) -> StepWithLetter:
     """Art. 18(3): the requester is told before a restriction is lifted, so the lift is set for a later day
     (the deadline watch carries it out) and the letter goes now."""
+    now = caller.now()
+    request = await load(session, request_id)
     if request.request_type != RightName.RESTRICTION.value or request.status not in (
         "completed",
         "partially_granted",
     ):
-        raise StepRefused("status", "only a granted restriction can be lifted")
+        raise refused("status", "only a granted restriction can be lifted")
     if request.restriction_lifted_at is not None or request.restriction_lifts_on is not None:
-        raise StepRefused("status", "the restriction is already lifted or set to be lifted")
+        raise refused("status", "the restriction is already lifted or set to be lifted")
     if lifts_on <= now.astimezone(HELSINKI).date():
-        raise StepRefused("lifts_on", "the requester is told first: the lift must be on a later day")
+        raise refused("lifts_on", "the requester is told first: the lift must be on a later day")
     request.restriction_lifts_on = lifts_on
     await session.flush()
-    await audit_step(session, request, by=by, role=role, now=now, reason="restriction_lift_notified")
+    await _audit(session, caller, request, reason="restriction_lift_notified")
+    letter = letters.restriction_lifted_letter(
+        _letter_context(request, now),
+        [policies.latest(register) for register in request.registers],
+        restricted_on=(request.closed_at or now).astimezone(HELSINKI).date(),
+        lifted_on=lifts_on,
+        reason=reason,
+    )
+    return StepWithLetter(request=await view(session, request, now), letter=letter)
 
 
-async def lift_restriction(
-    session: AsyncSession, request: DataSubjectRequest, *, by: UUID, role: str, now: datetime
-) -> None:
-    """Carry out a lift whose day has come: the contacts are no longer restricted, and holders are told."""
-    contact_refs = [c.contact_ref for c in await confirmed_contacts(session, request)]
-    if contact_refs:
-        await session.execute(
-            update(Contact).where(Contact.contact_ref.in_(contact_refs)).values(restricted_at=None)
-        )
+async def lift_restriction(session: AsyncSession, request: DataSubjectRequest, *, now: datetime) -> None:
+    """Carry out a lift whose day has come (the deadline watch, under the system actor): the contacts are no
+    longer restricted, and holders are told."""
+    contact_refs = [c.contact_ref for c in await repository.confirmed_candidates(session, request.request_id)]
+    await subjects.lift_restriction(session, contact_refs)
     request.restriction_lifted_at = now
     await session.flush()
     await contacts_event(
@@ -520,4 +727,4 @@ async def lift_restriction(
         contact_refs=contact_refs,
         now=now,
     )
-    await audit_step(session, request, by=by, role=role, now=now, reason="restriction_lifted")
+    await audit_by_system(session, request, now=now, reason="restriction_lifted")
