@@ -18,7 +18,7 @@ Runs on a fresh embedded PostgreSQL (no broker: neither the lookup nor the packa
    record store consumer does, and RecordingService.store encrypts a WAV of --audio-seconds (8 kHz, 16-bit
    mono: 16 KB/s) per call into a filesystem blob store.
 2. Lookup: --lookups requests, one in ten for a phone number no contact has, the rest for callers drawn at
-   random; each registered and its identity verified beforehand. Timed: services.dsr.service.search for the
+   random; each registered and its identity verified beforehand. Timed: services.dsr.service.lifecycle.search for the
    request in a transaction of its own (the request locked, its candidates, audit entries and request_changed
    event written, committed), what the search route does without HTTP. Beside each, in turns, the raw
    baseline: a prepared SELECT on records.subject_index by the same digest (asyncpg). p50 and p95 of both.
@@ -66,7 +66,7 @@ from services.dsr import letters
 from services.dsr.models import DataSubjectRequest
 from services.dsr.package import PackageInfo, build_access_package, open_package
 from services.dsr.repository import confirmed_candidates
-from services.dsr.service import (
+from services.dsr.service.lifecycle import (
     Identifier,
     decide_candidate,
     register_request,

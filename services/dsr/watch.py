@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.dsr import repository
 from services.dsr.deadlines import reminder_at, statutory_deadline
 from services.dsr.models import DataSubjectRequest
-from services.dsr.service import OPEN_STATUSES, announce, audit_by_system, lift_restriction
+from services.dsr.service.lifecycle import OPEN_STATUSES, announce, audit_by_system, lift_restriction
 from shared.platform.clock import HELSINKI, Clock
 from shared.platform.logging import get_logger
 from shared.platform.runtime import Periodic

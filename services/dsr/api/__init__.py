@@ -1,6 +1,6 @@
 """DSR's HTTP routes: a caseworker's queue of data-subject requests and every step of one.
 
-Routes parse the request and call one function of services.dsr.service (or .answers) with the route's session,
+Routes parse the request and call one function of services.dsr.service (lifecycle or answers) with the route's session,
 which commits after the route returns: a step, its audit entry and its event are one transaction. Who may call
 each route is in shared/security/authorization.yaml.
 """

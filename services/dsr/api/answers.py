@@ -8,11 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from services.dsr import answers, service
 from services.dsr.api.deps import CallerDep
 from services.dsr.package import open_package
-from services.dsr.rectification import Changes, Correction
 from services.dsr.schemas import AnswerCreate, RequestRead
+from services.dsr.service import answers, lifecycle
+from services.dsr.service.rectification import Changes, Correction
 from shared.app import SessionDep, runtime
 from shared.platform.http import json_body, json_body_openapi, problem_responses
 from shared.storage.blobstore import BlobStore
@@ -62,7 +62,7 @@ async def answer_request(
     responses={200: {"content": {"text/plain": {}}}, **problem_responses(401, 403, 404, 409, 422)},
 )
 async def get_reply(request_id: UUID, session: SessionDep, caller: CallerDep) -> PlainTextResponse:
-    reply = await service.reply(session, caller, request_id)
+    reply = await lifecycle.reply(session, caller, request_id)
     return PlainTextResponse(reply, media_type="text/plain; charset=utf-8")
 
 
@@ -78,7 +78,7 @@ async def download_package(
     blobs: BlobStore = request.app.state.blobs
     # The session commits the download's audit entry when this returns, before the body streams: the stream
     # reads the blob store only.
-    download = await service.download_package(
+    download = await lifecycle.download_package(
         session, caller, request_id, kek=runtime(request).settings.kek_bytes
     )
 

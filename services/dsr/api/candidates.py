@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 
-from services.dsr import service
 from services.dsr.api.deps import CallerDep
 from services.dsr.schemas import CandidateDecision, CandidateList, CandidateRead
+from services.dsr.service import lifecycle
 from shared.app import SessionDep
 from shared.platform.http import json_body, json_body_openapi, problem_responses
 
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["requests"])
 )
 async def search(request: Request, request_id: UUID, session: SessionDep, caller: CallerDep) -> CandidateList:
     state = request.app.state
-    return await service.search(
+    return await lifecycle.search(
         session, caller, request_id, keystore=state.keystore, blind_index=state.blind_index
     )
 
@@ -36,7 +36,7 @@ async def search(request: Request, request_id: UUID, session: SessionDep, caller
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_candidates(request_id: UUID, session: SessionDep, caller: CallerDep) -> CandidateList:
-    return await service.candidates(session, caller, request_id)
+    return await lifecycle.candidates(session, caller, request_id)
 
 
 @router.post(
@@ -50,4 +50,6 @@ async def decide_candidate(
     request: Request, request_id: UUID, contact_ref: UUID, session: SessionDep, caller: CallerDep
 ) -> CandidateRead:
     body = await json_body(request, CandidateDecision)
-    return await service.decide_candidate(session, caller, request_id, contact_ref, confirmed=body.confirmed)
+    return await lifecycle.decide_candidate(
+        session, caller, request_id, contact_ref, confirmed=body.confirmed
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.dsr.service import SERVICE, RequestNotFound
+from services.dsr.service.lifecycle import SERVICE, RequestNotFound
 from shared.app import Caller, caller_of, runtime
 from shared.audit.log import record_not_found
 from shared.security.access import authorize

@@ -10,7 +10,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
-from services.dsr import service
 from services.dsr.api.deps import CallerDep
 from services.dsr.schemas import (
     ExtensionCreate,
@@ -23,6 +22,7 @@ from services.dsr.schemas import (
     StatusChange,
     StepWithLetter,
 )
+from services.dsr.service import lifecycle
 from shared.app import SessionDep
 from shared.platform.errors import ApiError
 from shared.platform.http import json_body, json_body_openapi, problem_responses
@@ -53,14 +53,14 @@ router = APIRouter(prefix="/v1", tags=["requests"])
 async def create_request(request: Request, session: SessionDep, caller: CallerDep) -> RequestRead:
     body = await json_body(request, RequestCreate)
     state = request.app.state
-    return await service.register_request(
+    return await lifecycle.register_request(
         session,
         caller,
         keystore=state.keystore,
         policies=state.policies,
         request_type=RightName(body.request_type),
         registers=body.registers,
-        requester=[service.Identifier(i.kind, i.value) for i in body.requester],
+        requester=[lifecycle.Identifier(i.kind, i.value) for i in body.requester],
         details=body.details.model_dump(exclude_none=True) if body.details else None,
         restriction_ground=body.restriction_ground,
         received_at=body.received_at,
@@ -119,7 +119,7 @@ async def list_requests(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RequestList:
     after = _cursor(cursor)
-    page = await service.list_requests(
+    page = await lifecycle.list_requests(
         session,
         caller,
         status=status,
@@ -140,7 +140,7 @@ async def list_requests(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def get_request(request_id: UUID, session: SessionDep, caller: CallerDep) -> RequestRead:
-    return await service.get_request(session, caller, request_id)
+    return await lifecycle.get_request(session, caller, request_id)
 
 
 @router.get(
@@ -152,7 +152,7 @@ async def get_request(request_id: UUID, session: SessionDep, caller: CallerDep) 
 async def get_requester(
     request: Request, request_id: UUID, session: SessionDep, caller: CallerDep
 ) -> RequesterRead:
-    return await service.get_requester(session, caller, request_id, keystore=request.app.state.keystore)
+    return await lifecycle.get_requester(session, caller, request_id, keystore=request.app.state.keystore)
 
 
 @router.post(
@@ -166,7 +166,7 @@ async def verify_identity(
     request: Request, request_id: UUID, session: SessionDep, caller: CallerDep
 ) -> RequestRead:
     body = await json_body(request, IdentityVerification)
-    return await service.verify_identity(session, caller, request_id, method=body.method)
+    return await lifecycle.verify_identity(session, caller, request_id, method=body.method)
 
 
 @router.post(
@@ -180,7 +180,7 @@ async def extend(
     request: Request, request_id: UUID, session: SessionDep, caller: CallerDep
 ) -> StepWithLetter:
     body = await json_body(request, ExtensionCreate)
-    return await service.extend(
+    return await lifecycle.extend(
         session,
         caller,
         request_id,
@@ -201,7 +201,7 @@ async def change_status(
     request: Request, request_id: UUID, session: SessionDep, caller: CallerDep
 ) -> RequestRead:
     body = await json_body(request, StatusChange)
-    return await service.change_status(session, caller, request_id, status=body.status)
+    return await lifecycle.change_status(session, caller, request_id, status=body.status)
 
 
 @router.post(
@@ -215,7 +215,7 @@ async def lift_restriction(
     request: Request, request_id: UUID, session: SessionDep, caller: CallerDep
 ) -> StepWithLetter:
     body = await json_body(request, RestrictionLift)
-    return await service.schedule_lift(
+    return await lifecycle.schedule_lift(
         session,
         caller,
         request_id,

@@ -16,13 +16,12 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr import letters, repository
-from services.dsr.disclosures import loans_of
 from services.dsr.models import Candidate, DataSubjectRequest, Package
 from services.dsr.package import build_access_package
-from services.dsr.rectification import Changes, rectify
 from services.dsr.rights import ConditionUnanswered, RegisterRight
 from services.dsr.schemas import RequestRead
-from services.dsr.service import (
+from services.dsr.service.disclosures import loans_of
+from services.dsr.service.lifecycle import (
     announce,
     contacts_event,
     decisions_for,
@@ -35,6 +34,7 @@ from services.dsr.service import (
     restrict,
     view,
 )
+from services.dsr.service.rectification import Changes, rectify
 from shared.app import Caller
 from shared.platform.clock import HELSINKI
 from shared.platform.crypto import BlindIndex, generate_data_key, wrap_data_key
