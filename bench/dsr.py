@@ -18,7 +18,7 @@ Runs on a fresh embedded PostgreSQL (no broker: neither the lookup nor the packa
    record store consumer does, and RecordingService.store encrypts a WAV of --audio-seconds (8 kHz, 16-bit
    mono: 16 KB/s) per call into a filesystem blob store.
 2. Lookup: --lookups requests, one in ten for a phone number no contact has, the rest for callers drawn at
-   random; each registered and its identity verified beforehand. Timed: services.dsr.service.search for the
+   random; each registered and its identity verified beforehand. Timed: services.dsr.service.lifecycle.search for the
    request in a transaction of its own (the request locked, its candidates, audit entries and request_changed
    event written, committed), what the search route does without HTTP. Beside each, in turns, the raw
    baseline: a prepared SELECT on records.subject_index by the same digest (asyncpg). p50 and p95 of both.
@@ -63,11 +63,11 @@ from sqlalchemy import select
 from bench.retention import NOW, POLICY_VERSION, REGISTER, Bench
 from bench.scratch import scratch_postgres
 from services.dsr import letters
-from services.dsr.models import Request
+from services.dsr.models import DataSubjectRequest
 from services.dsr.package import PackageInfo, build_access_package, open_package
-from services.dsr.service import (
+from services.dsr.repository import confirmed_candidates
+from services.dsr.service.lifecycle import (
     Identifier,
-    confirmed_contacts,
     decide_candidate,
     register_request,
     search,
@@ -77,6 +77,7 @@ from services.ingest.service.contacts import ContactService
 from services.ingest.service.folding import fold_contacts
 from services.ingest.service.intake import IntakeService
 from services.ingest.service.recordings import RecordingService
+from shared.app import Caller
 from shared.audit.log import actor_ref
 from shared.contracts.events import SealedContactEvent, example_event
 from shared.contracts.identifiers import normalise_phone
@@ -91,6 +92,7 @@ from shared.recordstore.contacts import StoredContact
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.models import Contact
 from shared.recordstore.store import RecordStore
+from shared.security.auth import Principal, Role
 from shared.storage.blobstore import BlobStore, create_blob_store
 
 FULL_CONTACTS = 1_000_000
@@ -334,6 +336,12 @@ class Run:
         self.blind_index = BlindIndex(self.settings.blind_index_key_bytes)
         self.blobs = create_blob_store(f"file://{blob_root}")
         self.caseworker = actor_ref(self.blind_index, "bench-caseworker")
+        self.caller = Caller(
+            Principal(subject="bench-caseworker", role=Role.CASEWORKER),
+            self.caseworker,
+            "dsr",
+            FrozenClock(NOW),
+        )
 
     def keystore(self) -> KeyStore:
         """A key store of its own, as each service process has: nothing cached from another step's work."""
@@ -470,6 +478,7 @@ async def register_requests(run: Run, numbers: Sequence[tuple[str, int]], *, bat
             for number, expected in numbers[start : start + batch]:
                 request = await register_request(
                     session,
+                    run.caller,
                     keystore=keystore,
                     policies=run.bench.policies,
                     request_type=RightName.ACCESS,
@@ -478,17 +487,9 @@ async def register_requests(run: Run, numbers: Sequence[tuple[str, int]], *, bat
                     details=None,
                     restriction_ground=None,
                     received_at=NOW,
-                    by=run.caseworker,
-                    role="caseworker",
-                    now=NOW,
                 )
                 await verify_identity(
-                    session,
-                    request,
-                    method="strong_electronic_identification",
-                    by=run.caseworker,
-                    role="caseworker",
-                    now=NOW,
+                    session, run.caller, request.request_id, method="strong_electronic_identification"
                 )
                 digest = run.blind_index.digest("phone", normalise_phone(number)).hex()
                 lookups.append(Lookup(request.request_id, digest, expected))
@@ -499,20 +500,9 @@ async def timed_search(run: Run, keystore: KeyStore, request_id: UUID) -> tuple[
     """Seconds of one search step as the route takes it (lock the request, search, commit); what it found."""
     async with run.sessionmaker() as session:
         started = time.perf_counter()
-        request = await session.get(Request, request_id, with_for_update=True)
-        if request is None:
-            raise RuntimeError("a registered request is missing")
-        found = await search(
-            session,
-            request,
-            keystore=keystore,
-            blind_index=run.blind_index,
-            by=run.caseworker,
-            role="caseworker",
-            now=NOW,
-        )
+        found = await search(session, run.caller, request_id, keystore=keystore, blind_index=run.blind_index)
         await session.commit()
-        return time.perf_counter() - started, [c.contact_ref for c in found]
+        return time.perf_counter() - started, [c.contact_ref for c in found.candidates]
 
 
 async def lookup_times(run: Run, requests: Sequence[Lookup]) -> tuple[list[float], list[float]]:
@@ -571,7 +561,7 @@ async def build_package(run: Run, request_id: UUID, refs: list[UUID]) -> tuple[f
     for the letter, a package key, the package); the package and its key."""
     started = time.perf_counter()
     async with run.sessionmaker() as session, session.begin():
-        request = await session.get(Request, request_id)
+        request = await session.get(DataSubjectRequest, request_id)
         if request is None:
             raise RuntimeError("the subject's request is missing")
         versions: dict[str, PolicyVersion] = {}
@@ -709,14 +699,13 @@ async def _measure(run: Run, options: Options, rng: random.Random, log: Any) -> 
         run, run.keystore(), subject_request.request_id
     )
     async with run.sessionmaker() as session, session.begin():
-        request = await session.get(Request, subject_request.request_id)
-        assert request is not None
         for ref in figures.found:
-            await decide_candidate(
-                session, request, ref, confirmed=True, by=run.caseworker, role="caseworker", now=NOW
-            )
+            await decide_candidate(session, run.caller, subject_request.request_id, ref, confirmed=True)
         # What answering the request packages: its confirmed contacts.
-        refs = [candidate.contact_ref for candidate in await confirmed_contacts(session, request)]
+        refs = [
+            candidate.contact_ref
+            for candidate in await confirmed_candidates(session, subject_request.request_id)
+        ]
     if sorted(refs) != sorted(writer.subject.refs):
         raise RuntimeError(f"the subject's search found {len(refs)} contacts, not their {options.contacts}")
 

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.dsr.api import router
-from services.dsr.disclosures import GROUP, DisclosureHandler
+from services.dsr.api import routers
+from services.dsr.handlers import GROUP, DisclosureHandler
 from services.dsr.watch import DeadlineWatch
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
@@ -70,5 +70,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
     )
     app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
     app.state.keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
-    app.include_router(router)
+    for router in routers:
+        app.include_router(router)
     return app

@@ -22,7 +22,7 @@ REQUEST_KEY_CLASS = "dsr_request"
 """The keystore class of a request's sealed fields (keyed by the request id)."""
 
 
-class Request(Base):
+class DataSubjectRequest(Base):
     """One data-subject request, from receipt to its answer."""
 
     __tablename__ = "requests"

@@ -41,15 +41,14 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dsr.letters import PackageContents
 from shared.platform.clock import HELSINKI
-from shared.platform.crypto import decrypt_stream, encrypt_stream, open_sealed
+from shared.platform.crypto import decrypt_stream, encrypt_stream
 from shared.platform.logging import get_logger
-from shared.recordstore.keystore import KeyRef, KeyStore
-from shared.recordstore.models import Contact, ContactEventRow, Party, sealed_aad
+from shared.recordstore import subjects
+from shared.recordstore.keystore import KeyStore
 from shared.recordstore.recordings import RecordingStream, read_recording
 from shared.recordstore.store import rectifications_of
 from shared.storage.blobstore import BlobStore, validate_key
@@ -102,7 +101,7 @@ class _Message:
 @dataclass(slots=True)
 class _ContactCopy:
     number: int
-    contact: Contact
+    contact: subjects.OpenedContact
     events: list[dict[str, Any]] = field(default_factory=list)
     parties: list[dict[str, Any]] = field(default_factory=list)
     messages: list[_Message] = field(default_factory=list)
@@ -214,55 +213,23 @@ async def open_package(*, blobs: BlobStore, package_key: bytes, blob_key: str) -
 async def _read_contacts(
     session: AsyncSession, *, keystore: KeyStore, blobs: BlobStore, contact_refs: Sequence[UUID]
 ) -> list[_ContactCopy]:
-    wanted = set(contact_refs)
-    if not wanted:
+    opened = await subjects.read_contacts(session, keystore=keystore, contact_refs=contact_refs)
+    if not opened:
         return []
-    contacts = (
-        await session.scalars(
-            select(Contact)
-            .where(Contact.contact_ref.in_(sorted(wanted)))
-            # The ref only breaks ties between contacts that started at the same instant, so numbering is
-            # repeatable.
-            .order_by(Contact.started_at, Contact.contact_ref)
-        )
-    ).all()
-    if not contacts:
-        return []
-    found = [c.contact_ref for c in contacts]
-    events = (
-        await session.scalars(
-            select(ContactEventRow)
-            .where(ContactEventRow.contact_ref.in_(found))
-            .order_by(ContactEventRow.occurred_at, ContactEventRow.received_at, ContactEventRow.event_id)
-        )
-    ).all()
-    parties = (
-        await session.scalars(
-            select(Party).where(Party.contact_ref.in_(found)).order_by(Party.first_seen_at, Party.id)
-        )
-    ).all()
-    keys = await keystore.get(
-        session,
-        {(e.contact_ref, e.artifact_class) for e in events}
-        | {(p.contact_ref, p.artifact_class) for p in parties},
-    )
-
-    copies = {c.contact_ref: _ContactCopy(number, c) for number, c in enumerate(contacts, start=1)}
-    for row in events:
-        document = _opened(keys, row.contact_ref, row.artifact_class, "event", row.sealed)
-        data = document.get("data") if isinstance(document, dict) else None
-        copy = copies[row.contact_ref]
-        copy.events.append(
-            {"type": row.type, "occurred_at": row.occurred_at.astimezone(HELSINKI), "data": data}
-        )
-        if isinstance(data, dict):
-            copy.messages.extend(_messages_of(row.type, row.occurred_at, data))
-    for party in parties:
-        details = _opened(keys, party.contact_ref, party.artifact_class, "party", party.sealed)
-        # A party whose class is shredded says nothing but its role; it is left out rather than shown empty.
-        if details is not None:
-            copies[party.contact_ref].parties.append({"role": party.role, "details": details})
-    for ref, history in (await rectifications_of(session, keystore, found)).items():
+    copies = {c.contact_ref: _ContactCopy(number, c) for number, c in enumerate(opened, start=1)}
+    for copy in copies.values():
+        for event in copy.contact.events:
+            copy.events.append(
+                {
+                    "type": event.type,
+                    "occurred_at": event.occurred_at.astimezone(HELSINKI),
+                    "data": event.data,
+                }
+            )
+            if isinstance(event.data, dict):
+                copy.messages.extend(_messages_of(event.type, event.occurred_at, event.data))
+        copy.parties = [{"role": party.role, "details": party.details} for party in copy.contact.parties]
+    for ref, history in (await rectifications_of(session, keystore, list(copies))).items():
         copies[ref].rectifications = [
             {**entry, "made_at": entry["made_at"].astimezone(HELSINKI)} for entry in history
         ]
@@ -271,18 +238,6 @@ async def _read_contacts(
             session, keystore=keystore, blobs=blobs, contact_ref=copy.contact.contact_ref
         )
     return list(copies.values())
-
-
-def _opened(
-    keys: dict[KeyRef, bytes], contact_ref: UUID, artifact_class: str, part: str, sealed: bytes
-) -> Any:
-    """The decrypted JSON value, or None when its data key is gone (the class was deleted meanwhile)."""
-    key = keys.get((contact_ref, artifact_class))
-    if key is None:
-        return None
-    # A failure with a key that exists is not deletion but damage: it propagates rather than hiding data the
-    # requester is entitled to behind a null.
-    return orjson.loads(open_sealed(key, sealed, aad=sealed_aad(contact_ref, artifact_class, part)))
 
 
 def _messages_of(event_type: str, at: datetime, data: dict[str, Any]) -> list[_Message]:

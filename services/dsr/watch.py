@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dsr import repository
 from services.dsr.deadlines import reminder_at, statutory_deadline
-from services.dsr.models import Package, Request
-from services.dsr.service import OPEN_STATUSES, SERVICE, announce, audit_step, lift_restriction
-from shared.audit.log import SYSTEM_ROLE, system_actor
+from services.dsr.models import DataSubjectRequest
+from services.dsr.service.lifecycle import OPEN_STATUSES, announce, audit_by_system, lift_restriction
 from shared.platform.clock import HELSINKI, Clock
 from shared.platform.logging import get_logger
 from shared.platform.runtime import Periodic
@@ -61,33 +60,16 @@ class DeadlineWatch(Periodic):
         """Lift the restrictions whose day has come (the requester was told when the day was set)."""
         today = now.astimezone(HELSINKI).date()
         async with self.sessionmaker() as session, session.begin():
-            due = (
-                await session.scalars(
-                    select(Request)
-                    .where(Request.restriction_lifts_on <= today, Request.restriction_lifted_at.is_(None))
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            due = await repository.lifts_due(session, today)
             for request in due:
-                await lift_restriction(session, request, by=system_actor(SERVICE), role=SYSTEM_ROLE, now=now)
+                await lift_restriction(session, request, now=now)
         return len(due)
 
     async def _deadlines(self, now: datetime) -> tuple[int, int]:
         reminders = overdue = 0
         horizon = (now + _LOOKAHEAD).astimezone(HELSINKI).date()
         async with self.sessionmaker() as session, session.begin():
-            requests = (
-                await session.scalars(
-                    select(Request)
-                    .where(
-                        Request.status.in_(sorted(OPEN_STATUSES)),
-                        Request.last_day <= horizon,
-                        (Request.reminded_at.is_(None)) | (Request.overdue_at.is_(None)),
-                    )
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            actor = system_actor(SERVICE)
+            requests = await repository.open_requests_due_by(session, OPEN_STATUSES, horizon)
             for request in requests:
                 deadline = statutory_deadline(request.received_at, extension_months=request.extension_months)
                 if request.overdue_at is None and now >= deadline.ends_at:
@@ -95,7 +77,7 @@ class DeadlineWatch(Periodic):
                     # Past the last day a reminder of it would come too late: the overdue event replaces it.
                     request.reminded_at = request.reminded_at or now
                     await _announce_deadline(session, request, "dsr.deadline_overdue", now)
-                    await audit_step(session, request, by=actor, role=SYSTEM_ROLE, now=now, reason="overdue")
+                    await audit_by_system(session, request, now=now, reason="overdue")
                     overdue += 1
                 elif request.reminded_at is None and now >= reminder_at(
                     deadline, working_days_before=self.reminder_working_days
@@ -111,14 +93,7 @@ class DeadlineWatch(Periodic):
         """Destroy packages past their download time: the key first (the blob is unreadable from then on),
         then the blob."""
         async with self.sessionmaker() as session, session.begin():
-            packages = (
-                await session.scalars(
-                    select(Package)
-                    .where(Package.deleted_at.is_(None), Package.expires_at <= now)
-                    .with_for_update(skip_locked=True)
-                    .limit(100)
-                )
-            ).all()
+            packages = await repository.expired_packages(session, now)
             for package in packages:
                 package.wrapped_key = None
                 package.deleted_at = now
@@ -128,7 +103,9 @@ class DeadlineWatch(Periodic):
         return len(blob_keys)
 
 
-async def _announce_deadline(session: AsyncSession, request: Request, event_type: str, now: datetime) -> None:
+async def _announce_deadline(
+    session: AsyncSession, request: DataSubjectRequest, event_type: str, now: datetime
+) -> None:
     await announce(
         session, request, event_type, {"status": request.status, "last_day": request.last_day}, now=now
     )

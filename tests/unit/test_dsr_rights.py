@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.dsr.rights import ConditionUnanswered, rights_for
-from services.dsr.service import CLOSED_STATUSES, OPEN_STATUSES, TRANSITIONS
+from services.dsr.service.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, TRANSITIONS
 from shared.policy.loader import load_policies
 from shared.policy.model import RightName, RightStatus
 

@@ -59,17 +59,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
 # tables today. Each is to be replaced by a record-store function (store, shred, rectify, restrict, named reads).
 KNOWN_MODEL_IMPORTS: frozenset[tuple[str, str]] = frozenset(
     {
-        ("services/dsr/package.py", "Contact"),
-        ("services/dsr/package.py", "ContactEventRow"),
-        ("services/dsr/package.py", "Party"),
-        ("services/dsr/rectification.py", "Artifact"),
-        ("services/dsr/rectification.py", "ContactEventRow"),
-        ("services/dsr/rectification.py", "Message"),
-        ("services/dsr/rectification.py", "Party"),
-        ("services/dsr/rectification.py", "Rectification"),
-        ("services/dsr/rectification.py", "SubjectIndex"),
-        ("services/dsr/service.py", "Contact"),
-        ("services/dsr/service.py", "SubjectIndex"),
         ("services/export/package.py", "Contact"),
         ("services/export/statistics.py", "Contact"),
     }

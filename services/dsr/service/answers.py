@@ -13,25 +13,29 @@ from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dsr import letters
-from services.dsr.disclosures import loans_of
-from services.dsr.models import Candidate, Package, Request
+from services.dsr import letters, repository
+from services.dsr.models import Candidate, DataSubjectRequest, Package
 from services.dsr.package import build_access_package
-from services.dsr.rectification import Changes, rectify
-from services.dsr.rights import RegisterRight
-from services.dsr.service import (
-    StepRefused,
+from services.dsr.rights import ConditionUnanswered, RegisterRight
+from services.dsr.schemas import RequestRead
+from services.dsr.service.disclosures import loans_of
+from services.dsr.service.lifecycle import (
     announce,
-    confirmed_contacts,
     contacts_event,
     decisions_for,
+    invalid,
+    load,
     move,
+    package_key_context,
+    refused,
     require_verified,
     restrict,
+    view,
 )
+from services.dsr.service.rectification import Changes, rectify
+from shared.app import Caller
 from shared.platform.clock import HELSINKI
 from shared.platform.crypto import BlindIndex, generate_data_key, wrap_data_key
 from shared.policy.model import PolicyVersion, RightName
@@ -42,11 +46,7 @@ from shared.storage.blobstore import BlobStore
 ANSWERABLE: Final = ("in_progress", "extended", "awaiting_requester")
 
 
-def package_key_context(package_id: UUID) -> bytes:
-    return f"sailo-dsr-package:{package_id}".encode()
-
-
-def _context(request: Request, now: datetime) -> letters.LetterContext:
+def _context(request: DataSubjectRequest, now: datetime) -> letters.LetterContext:
     return letters.LetterContext(
         case_number=request.case_number,
         received_on=request.received_at.astimezone(HELSINKI).date(),
@@ -68,7 +68,8 @@ def _letter_decisions(decided: list[RegisterRight]) -> list[letters.RegisterDeci
 
 async def answer(
     session: AsyncSession,
-    request: Request,
+    caller: Caller,
+    request_id: UUID,
     *,
     keystore: KeyStore,
     blobs: BlobStore,
@@ -78,32 +79,65 @@ async def answer(
     package_days: int,
     blind_index: BlindIndex,
     changes: Changes | None = None,
-    by: UUID,
-    role: str,
+) -> RequestRead:
+    """Decide, carry out, write the reply and close the request; the request as it now stands."""
+    now = caller.now()
+    request = await load(session, request_id)
+    await _answer(
+        session,
+        caller,
+        request,
+        keystore=keystore,
+        blobs=blobs,
+        kek=kek,
+        policies=policies,
+        conditions_met=conditions_met,
+        package_days=package_days,
+        blind_index=blind_index,
+        changes=changes,
+        now=now,
+    )
+    return await view(session, request, now)
+
+
+async def _answer(
+    session: AsyncSession,
+    caller: Caller,
+    request: DataSubjectRequest,
+    *,
+    keystore: KeyStore,
+    blobs: BlobStore,
+    kek: bytes,
+    policies: PolicyRegistry,
+    conditions_met: dict[str, bool],
+    package_days: int,
+    blind_index: BlindIndex,
+    changes: Changes | None,
     now: datetime,
 ) -> Package | None:
-    """Decide, carry out, write the reply and close the request. Returns the access package, if one was made."""
+    """Returns the access package, if one was made."""
     require_verified(request)
     if request.status not in ANSWERABLE:
-        raise StepRefused("status", f"a {request.status} request cannot be answered")
-    pending = await session.scalar(
-        select(func.count())
-        .select_from(Candidate)
-        .where(Candidate.request_id == request.request_id, Candidate.decision == "pending")
-    )
+        raise refused("status", f"a {request.status} request cannot be answered")
+    pending = await repository.pending_candidates(session, request.request_id)
     if pending:
-        raise StepRefused("candidates", f"{pending} candidate contact(s) still to be confirmed or rejected")
+        raise refused("candidates", f"{pending} candidate contact(s) still to be confirmed or rejected")
     right = RightName(request.request_type)
     if changes is not None and right is not RightName.RECTIFICATION:
-        raise StepRefused(
-            "rectification", "only a rectification request is answered with corrections", status=422
-        )
-    decided = decisions_for(policies, request, conditions_met=conditions_met, now=now)
+        raise invalid("rectification", "only a rectification request is answered with corrections")
+    try:
+        decided = decisions_for(policies, request, conditions_met=conditions_met, now=now)
+    except ConditionUnanswered as exc:
+        raise invalid(
+            "conditions", f"the right is conditional in {exc.register}: say whether its condition holds"
+        ) from None
     if right is RightName.RECTIFICATION and (changes is None or changes.empty):
         decided = [d.refuse_as_accurate() if d.outcome == "granted" else d for d in decided]
     request.decisions = [d.as_record() for d in decided]
     granted = {d.register for d in decided if d.outcome == "granted"}
-    contacts = [c for c in await confirmed_contacts(session, request) if c.register in granted]
+    contacts = [
+        c for c in await repository.confirmed_candidates(session, request.request_id) if c.register in granted
+    ]
     refs = [c.contact_ref for c in contacts]
     context = _context(request, now)
     package: Package | None = None
@@ -126,9 +160,9 @@ async def answer(
             reply = letters.no_data_letter(
                 context, [d.version for d in decided if d.outcome == "granted"], request=RightName.ACCESS
             )
-        refused = [d for d in decided if d.outcome != "granted"]
-        if refused:
-            reply += "\n\n" + letters.decision_letter(context, right, _letter_decisions(refused))
+        not_granted = [d for d in decided if d.outcome != "granted"]
+        if not_granted:
+            reply += "\n\n" + letters.decision_letter(context, right, _letter_decisions(not_granted))
     elif right is RightName.RECTIFICATION and granted:
         assert changes is not None  # an empty rectification was refused above
         if not contacts:
@@ -139,8 +173,7 @@ async def answer(
                 letters.no_data_letter(
                     context, [d.version for d in decided if d.outcome == "granted"], request=right
                 ),
-                by=by,
-                role=role,
+                caller=caller,
                 now=now,
             )
         done = await rectify(
@@ -185,17 +218,16 @@ async def answer(
                 now=now,
             )
         reply = letters.decision_letter(context, right, _letter_decisions(decided))
-    return await _closed_with(session, request, decided, reply, by=by, role=role, now=now, package=package)
+    return await _closed_with(session, request, decided, reply, caller=caller, now=now, package=package)
 
 
 async def _closed_with(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     decided: list[RegisterRight],
     reply: str,
     *,
-    by: UUID,
-    role: str,
+    caller: Caller,
     now: datetime,
     package: Package | None = None,
 ) -> Package | None:
@@ -209,13 +241,13 @@ async def _closed_with(
         if outcomes == {"refused"}
         else "partially_granted"
     )
-    await move(session, request, status, by=by, role=role, now=now, reason=f"answered_{status}")
+    await move(session, caller, request, status, now=now, reason=f"answered_{status}")
     return package
 
 
 async def _build_package(
     session: AsyncSession,
-    request: Request,
+    request: DataSubjectRequest,
     contacts: list[Candidate],
     decided: list[RegisterRight],
     *,
