@@ -24,11 +24,13 @@ The rules, in the order they apply:
      earlier instant (fold=0, summer time).
 5. Hours and minutes are then added as elapsed time: PT1H is 3,600 seconds whatever the clocks do.
 
-The result is an aware datetime in UTC. Every step is non-decreasing in the start, so a later start never gives
-an earlier due time, and no step lands before the instant the local clock reaches the promised wall time, so
-nothing falls due early. (Python's own reading of a non-existent wall time would move it forward by the length
-of the gap, 03:30 -> 04:30, which breaks the first property: a start at 04:05 on the same day would then fall due
-at 04:05, before the one that started at 03:30.)
+The result is an aware datetime in UTC. Every step but the month-end clamp of rule 2 is non-decreasing in the
+start, so a later start never gives an earlier due time unless the clamp folds its day onto an earlier one
+(30 October 23:59 + P1M is 30 November 23:59, 31 October 00:00 + P1M is 30 November 00:00); and no step
+lands before the instant the local clock reaches the promised wall time, so nothing falls due early.
+(Python's own reading of a non-existent wall time would move it forward by the length of the gap, 03:30 ->
+04:30, which breaks the first property: a start at 04:05 on the same day would then fall due at 04:05, before
+the one that started at 03:30.)
 """
 
 from __future__ import annotations
