@@ -136,7 +136,17 @@ def test_a_later_start_never_falls_due_earlier(
     start_and_period: tuple[datetime, Period], later_by: timedelta
 ) -> None:
     first, period = start_and_period
+    # Rule 2's clamp keeps the time of day, so a start on a day the target month lacks can fall due before a
+    # start late on the day it is folded onto (module docstring): order holds wherever neither start is clamped.
+    assume(not _clamped(first, period) and not _clamped(first + later_by, period))
     assert add_period(first + later_by, period) >= add_period(first, period)
+
+
+def _clamped(start: datetime, period: Period) -> bool:
+    wall = wall_clock(start)
+    months = period.years * 12 + period.months
+    year, month_index = divmod(wall.year * 12 + wall.month - 1 + months, 12)
+    return bool(months) and wall.day > calendar.monthrange(year, month_index + 1)[1]
 
 
 @settings(max_examples=1000)
@@ -145,6 +155,7 @@ def test_order_is_kept_through_dst_gaps_and_folds(
     start_and_period: tuple[datetime, Period], later_by: timedelta
 ) -> None:
     first, period = start_and_period
+    assume(not _clamped(first, period) and not _clamped(first + later_by, period))
     assert add_period(first + later_by, period) >= add_period(first, period)
 
 
