@@ -45,7 +45,7 @@ from shared.platform.clock import Clock, SystemClock
 from shared.platform.db import bulk_insert
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
-from shared.platform.runtime import repeat_rounds
+from shared.platform.runtime import repeat_rounds, stop_task
 from shared.platform.settings import Settings
 
 __all__ = ["AUDIT_TOPIC", "RELAY_LOCK_ID", "TOPIC_CONFIG", "AuditRelay", "dump_topic", "merge_in_order"]
@@ -126,12 +126,7 @@ class AuditRelay:
         was publishing, repeated next time), then end the task."""
         self._stopping.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        done, _ = await asyncio.wait({task}, timeout=grace_seconds)
-        if not done:
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task, grace_seconds=grace_seconds)
 
     async def run(self) -> None:
         """Rounds until stop(): at once while work is waiting, else every AUDIT_RELAY_INTERVAL_SECONDS."""

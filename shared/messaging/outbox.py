@@ -35,7 +35,7 @@ from shared.messaging.kafka import ensure_topics
 from shared.platform.db import Base
 from shared.platform.faults import fault_point
 from shared.platform.logging import get_logger
-from shared.platform.runtime import repeat_rounds
+from shared.platform.runtime import repeat_rounds, stop_task
 from shared.platform.settings import Settings
 
 log = get_logger(__name__)
@@ -235,12 +235,7 @@ class OutboxRelay:
         """Let the current round finish (a round cut short rolls back and is repeated), then end the task."""
         self._stopping.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        done, _ = await asyncio.wait({task}, timeout=grace_seconds)
-        if not done:
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task, grace_seconds=grace_seconds)
 
     async def run(self) -> None:
         """Rounds until stop(): at once while rows wait, else every OUTBOX_RELAY_INTERVAL_SECONDS."""

@@ -68,6 +68,17 @@ async def pause(stopping: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stopping.wait(), timeout=seconds)
 
 
+async def stop_task(task: asyncio.Task[None] | None, *, grace_seconds: float) -> None:
+    """Wait up to `grace_seconds` for a task already told to stop to finish its round, then cancel it (a round
+    cut short rolls back and is done again by whoever runs next)."""
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+    if not done:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class BackgroundWork(Protocol):
     """What :func:`in_background` runs: ``start`` before the app serves, ``run`` as a task, ``stop`` after."""
 
