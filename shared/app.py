@@ -158,7 +158,9 @@ def caller_of(authorized: Callable[..., Awaitable[Principal]]) -> Callable[..., 
     """A dependency giving the :class:`Caller` behind a service's `authorized` dependency (which refuses a role
     the route table does not allow, before anything else runs)."""
 
-    async def dependency(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> Caller:
+    # A default rather than Annotated: under postponed annotations FastAPI resolves an annotation in this
+    # module's globals, where the local `authorized` is not.
+    async def dependency(request: Request, principal: Principal = Depends(authorized)) -> Caller:
         rt = runtime(request)
         blind_index: BlindIndex = request.app.state.blind_index
         return Caller(

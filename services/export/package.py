@@ -1,5 +1,5 @@
 """A research loan's package: the recordings lent to an institute, zipped with a manifest and encrypted under a
-key of the loan's own. No HTTP here: the routes (services.export.package_api) and `sailo loan fetch` use it.
+key of the loan's own. No HTTP here: the routes (services.export.api.packages) and `sailo loan fetch` use it.
 
 The package is one ZIP, in this order:
 

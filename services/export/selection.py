@@ -116,7 +116,7 @@ class Selection:
 
 
 # One row per candidate with every fact an exclusion needs. The flags come from the DSR events export keeps
-# (services.export.notices); restricted_at from the record store; the recording's due time from retention's
+# (services.export.handlers); restricted_at from the record store; the recording's due time from retention's
 # schedule, read-only (retention owns it and is the only writer).
 _CANDIDATES = text(
     "SELECT c.contact_ref, c.register, c.restricted_at IS NOT NULL AS restricted,"
