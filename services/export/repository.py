@@ -20,10 +20,13 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    column,
     delete,
     exists,
     func,
+    literal_column,
     select,
+    table,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.export.models import Attestation, ContactFlag, Disclosure, Loan, LoanItem, Notice
 from services.export.notices import Decision
 from shared.platform.db import bulk_insert
+from shared.recordstore.lending import lendable_recordings
 from shared.security.auth import Principal, Role
 
 # --- loans ----------------------------------------------------------------------------------------------------
@@ -286,6 +290,61 @@ async def insert_notices(session: AsyncSession, rows: Iterable[dict[str, Any]]) 
             )
         ).all()
     )
+
+
+# --- selection ------------------------------------------------------------------------------------------------
+
+# Retention's view of when each contact's recording is due for deletion (migration 0012): retention owns the
+# schedule behind it, export only reads this.
+_RECORDING_DUE_TIMES = table(
+    "recording_due_times", column("contact_ref"), column("due_at"), schema="retention"
+)
+
+
+async def selection_candidates(
+    session: AsyncSession,
+    *,
+    registers: Sequence[str],
+    channels: Sequence[str],
+    started_from: datetime | None,
+    started_before: datetime | None,
+    agent_ids: Sequence[str],
+    contact_refs: Sequence[UUID],
+) -> list[Row[UUID, str, bool, list[str], datetime | None]]:
+    """One row per contact with a recording that could be lent under the criteria, in pseudonym order, with
+    every fact an exclusion needs: ``contact_ref``, ``register``, ``restricted`` (the record store's), ``flags``
+    (the DSR decisions export keeps, see services.export.handlers) and ``recording_due_at`` (the earliest
+    scheduled deletion of the recording, from retention's view). One query for the whole set."""
+    recordings = lendable_recordings(
+        registers=registers,
+        channels=channels,
+        started_from=started_from,
+        started_before=started_before,
+        agent_ids=agent_ids,
+        contact_refs=contact_refs,
+    ).subquery("c")
+    due = _RECORDING_DUE_TIMES
+    query = (
+        select(
+            recordings.c.contact_ref,
+            recordings.c.register,
+            recordings.c.restricted,
+            func.coalesce(
+                func.array_agg(ContactFlag.flag.distinct()).filter(ContactFlag.flag.is_not(None)),
+                literal_column("'{}'"),
+            ).label("flags"),
+            func.min(due.c.due_at).label("recording_due_at"),
+        )
+        .select_from(recordings)
+        .outerjoin(
+            ContactFlag,
+            and_(ContactFlag.contact_ref == recordings.c.contact_ref, ContactFlag.cleared_at.is_(None)),
+        )
+        .outerjoin(due, due.c.contact_ref == recordings.c.contact_ref)
+        .group_by(recordings.c.contact_ref, recordings.c.register, recordings.c.restricted)
+        .order_by(recordings.c.contact_ref)
+    )
+    return list((await session.execute(query)).all())
 
 
 # --- the loan watch -------------------------------------------------------------------------------------------
