@@ -35,9 +35,10 @@ async def announce(
 async def not_found(session: AsyncSession, caller: Caller, *, what: str, field: str) -> ApiError:
     """Roll back, audit the miss, and return the 404 to raise.
 
-    The one commit in export's service functions: probing for ids is worth an auditor's eye, so the failed read
-    is recorded although the step is refused (the route's session then rolls back nothing). Rolled back first,
-    so nothing of the refused step goes with it and the entry is written under the service's own database role.
+    Commits, unlike a service function's usual flush: probing for ids is worth an auditor's eye, so the failed
+    read is recorded although the step is refused (the route's session then has nothing left to roll back).
+    Rolled back first, so nothing of the refused step goes with it and the entry is written under the
+    service's own database role, not an institute's.
     """
     await session.rollback()
     await caller.audit(session, Action.READ, what, outcome=Outcome.FAILED, reason="http_404")
