@@ -11,12 +11,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.export.api import router
-from services.export.disclosures_api import router as disclosures_router
-from services.export.notices import DSR_GROUP, RETENTION_GROUP, NoticeHandler
-from services.export.notices_api import router as notices_router
-from services.export.package_api import router as package_router
-from services.export.statistics_api import router as statistics_router
+from services.export.api import disclosures, loans, notices, packages, statistics
+from services.export.handlers import DSR_GROUP, RETENTION_GROUP, NoticeHandler
 from services.export.watch import LoanWatch
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
@@ -79,9 +75,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
     )
     app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
     app.state.keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
-    app.include_router(router)
-    app.include_router(package_router)
-    app.include_router(notices_router)
-    app.include_router(statistics_router)
-    app.include_router(disclosures_router)
+    for api in (loans, packages, notices, statistics, disclosures):
+        app.include_router(api.router)
     return app

@@ -1,5 +1,5 @@
 """A research loan's package: the recordings lent to an institute, zipped with a manifest and encrypted under a
-key of the loan's own. No HTTP here: the routes (services.export.package_api) and `sailo loan fetch` use it.
+key of the loan's own. No HTTP here: the routes (services.export.api.packages) and `sailo loan fetch` use it.
 
 The package is one ZIP, in this order:
 
@@ -38,7 +38,6 @@ from typing import IO, Any, Final
 from uuid import UUID
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
@@ -46,7 +45,7 @@ from services.export.packer import pack
 from shared.platform.crypto import decrypt_stream
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyStore
-from shared.recordstore.models import Contact
+from shared.recordstore.lending import restricted_contacts
 from shared.recordstore.recordings import RecordingStream, read_recordings
 from shared.storage.blobstore import BlobNotFound, BlobStore, validate_key
 
@@ -190,16 +189,7 @@ async def _recordings(
 ) -> list[tuple[PackedItem, RecordingStream]]:
     """Each item's manifest entry and recording, ready to stream, in the items' order; ItemsUnavailable if any
     cannot be lent."""
-    restricted = set(
-        (
-            await session.scalars(
-                select(Contact.contact_ref).where(
-                    Contact.contact_ref.in_({item.contact_ref for item in items}),
-                    Contact.restricted_at.is_not(None),
-                )
-            )
-        ).all()
-    )
+    restricted = await restricted_contacts(session, {item.contact_ref for item in items})
     lendable = [
         item for item in items if item.contact_ref not in restricted or item.overridden_exclusion is not None
     ]

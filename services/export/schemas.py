@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from services.export.statistics import STATISTICS_REGISTERS, THRESHOLD, Service
 from shared.contracts.events import RegisterId
 
 # Institute ids are short codes the research office assigns (e.g. "vtt", "aalto-cs"): never a person's name.
@@ -253,3 +254,117 @@ class DisclosureEntry(BaseModel):
 class DisclosureRegister(BaseModel):
     entries: list[DisclosureEntry]
     total: int
+
+
+# --- packages -------------------------------------------------------------------------------------------------
+
+
+class PackageSummary(BaseModel):
+    loan_id: UUID
+    items: int = Field(description="Recordings in the package")
+    package_bytes: int = Field(description="Size of the encrypted package")
+    package_sha256: str = Field(description="Hex SHA-256 of the encrypted package, as downloaded")
+    packaged_at: datetime
+
+
+class ManifestItem(BaseModel):
+    item_id: UUID = Field(description="The item's pseudonymous id, drawn at random for this loan")
+    file: str
+    duration_ms: int | None
+    size_bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the recording")
+
+
+class Manifest(BaseModel):
+    """The package's manifest.json: the loan and, per recording, its checks; nothing about the customer."""
+
+    loan_id: UUID
+    agreement_ref: str
+    institute_id: str
+    created_at: datetime
+    commitment: str
+    study_ends_on: date
+    items: list[ManifestItem]
+
+
+class PackageKey(BaseModel):
+    loan_id: UUID
+    key: str = Field(description="The package key, 32 bytes, base64")
+    algorithm: str = Field(description="How the package is encrypted with it")
+    associated_data: str = Field(description="The associated data to decrypt with (UTF-8)")
+    package_sha256: str = Field(description="Hex SHA-256 of the encrypted package it opens")
+
+
+# --- notices --------------------------------------------------------------------------------------------------
+
+NoticeStatus = Literal["open", "acknowledged", "escalated"]
+
+
+class NoticeRead(BaseModel):
+    notice_id: UUID
+    loan_id: UUID
+    item_id: UUID = Field(description="The item as the package's manifest names it")
+    kind: Literal["destroy", "restrict", "restriction_lifted", "rectify"]
+    cause: str = Field(description="retention_expired, or the data-subject request's ground (art17_1_a...)")
+    action: str = Field(description="What the institute must do")
+    status: NoticeStatus = Field(
+        description="open until acknowledged; escalated when still open past the time to acknowledge"
+    )
+    issued_at: datetime
+    acknowledged_at: datetime | None
+    escalated_at: datetime | None
+
+
+class NoticeList(BaseModel):
+    notices: list[NoticeRead]
+    total: int = Field(description="Notices matching the filters, on every page")
+    limit: int
+    offset: int
+
+
+# --- statistics -----------------------------------------------------------------------------------------------
+
+# Days as the calendar writes them: a plain date parser would also take a number as seconds since 1970.
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+WEEK_PATTERN = r"^[0-9]{4}-W[0-9]{2}$"
+STATISTICS_REGISTER_NAMES = ", ".join(sorted(STATISTICS_REGISTERS))
+
+Count = Annotated[
+    int | None, Field(ge=0, description=f"null when withheld (fewer than {THRESHOLD} contacts)")
+]
+Seconds = Annotated[int | None, Field(ge=0)]
+
+
+class _WithRegister(BaseModel):
+    # `register` is the JSON name; pydantic models already have a `register` attribute (from abc).
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    register_id: str = Field(alias="register")
+
+
+class StatisticsCell(_WithRegister):
+    week: str = Field(pattern=WEEK_PATTERN, description="ISO week on the Helsinki calendar, e.g. 2026-W47")
+    channel: str
+    service: Service = Field(description="who started the contact: inbound, outbound or unspecified")
+    contacts: Count
+    ended: Count = Field(description="contacts with a recorded end, which the durations cover")
+    duration_total_seconds: Seconds
+    duration_median_seconds: Seconds
+    suppressed: bool = Field(description="the cell's counts are withheld (small, or to protect a small one)")
+
+
+class StatisticsTotal(_WithRegister):
+    week: str = Field(pattern=WEEK_PATTERN)
+    contacts: Count
+    suppressed: bool
+
+
+class StatisticsReport(BaseModel):
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    threshold: int = Field(description="the fewest contacts a published count describes")
+    register_id: str | None = Field(alias="register", description="the register asked for (null: all)")
+    first_day: date | None = Field(description="Monday the period starts (null: from the first contact)")
+    last_day: date = Field(description="Sunday the period ends: at the latest, the last completed week's")
+    cells: list[StatisticsCell]
+    totals: list[StatisticsTotal]

@@ -29,9 +29,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.export import repository
 from shared.contracts.vocabulary import ArtifactClass
 from shared.platform.clock import HELSINKI
 from shared.policy.model import RecipientKind
@@ -115,30 +115,6 @@ class Selection:
         }
 
 
-# One row per candidate with every fact an exclusion needs. The flags come from the DSR events export keeps
-# (services.export.notices); restricted_at from the record store; the recording's due time from retention's
-# schedule, read-only (retention owns it and is the only writer).
-_CANDIDATES = text(
-    "SELECT c.contact_ref, c.register, c.restricted_at IS NOT NULL AS restricted,"
-    " coalesce(array_agg(DISTINCT f.flag) FILTER (WHERE f.flag IS NOT NULL), '{}') AS flags,"
-    " min(s.due_at) AS recording_due_at"
-    " FROM records.contacts AS c"
-    " JOIN records.artifacts AS a ON a.contact_ref = c.contact_ref AND a.artifact_class = :recording"
-    " AND a.blob_key IS NOT NULL AND a.status = 'active'"
-    " LEFT JOIN export.contact_flags AS f ON f.contact_ref = c.contact_ref AND f.cleared_at IS NULL"
-    " LEFT JOIN retention.schedule AS s ON s.contact_ref = c.contact_ref AND s.artifact_class = :recording"
-    " AND s.state = 'scheduled' AND s.due_at IS NOT NULL"
-    " WHERE c.register = ANY(CAST(:registers AS varchar[]))"
-    " AND (CAST(:channels AS varchar[]) IS NULL OR c.channel = ANY(CAST(:channels AS varchar[])))"
-    " AND (CAST(:started_from AS timestamptz) IS NULL OR c.started_at >= CAST(:started_from AS timestamptz))"
-    " AND (CAST(:started_before AS timestamptz) IS NULL OR c.started_at < CAST(:started_before AS timestamptz))"
-    " AND (CAST(:agent_ids AS varchar[]) IS NULL OR c.agent_id = ANY(CAST(:agent_ids AS varchar[])))"
-    " AND (CAST(:contact_refs AS uuid[]) IS NULL OR c.contact_ref = ANY(CAST(:contact_refs AS uuid[])))"
-    " GROUP BY c.contact_ref, c.register, c.restricted_at"
-    " ORDER BY c.contact_ref"
-)
-
-
 def _day_start(day: date | None) -> datetime | None:
     return None if day is None else datetime.combine(day, time(), tzinfo=HELSINKI)
 
@@ -167,22 +143,15 @@ async def select_items(
     overrides: list[Override],
 ) -> Selection:
     """The contacts a loan would lend under `criteria`, with every exclusion counted by reason."""
-    rows = (
-        await session.execute(
-            _CANDIDATES,
-            {
-                "recording": RECORDING,
-                "registers": criteria.registers,
-                "channels": criteria.channels or None,
-                "started_from": _day_start(criteria.started_from),
-                "started_before": _day_start(criteria.started_to + timedelta(days=1))
-                if criteria.started_to
-                else None,
-                "agent_ids": criteria.agent_ids or None,
-                "contact_refs": criteria.contact_refs or None,
-            },
-        )
-    ).all()
+    rows = await repository.selection_candidates(
+        session,
+        registers=criteria.registers,
+        channels=criteria.channels,
+        started_from=_day_start(criteria.started_from),
+        started_before=_day_start(criteria.started_to + timedelta(days=1)) if criteria.started_to else None,
+        agent_ids=criteria.agent_ids,
+        contact_refs=criteria.contact_refs,
+    )
     # Items must be returned or destroyed by the end of the study's last day (Helsinki).
     study_ends_at = datetime.combine(study_ends_on + timedelta(days=1), time(), tzinfo=HELSINKI)
     overridden_by = {override.contact_ref: override for override in overrides}

@@ -1,11 +1,12 @@
 """Statistics for service development: contacts and their durations per register, channel, service and week,
 with small cells suppressed so that no individual can be identified.
 
-What is counted. Every contact in ``records.contacts`` of a register whose privacy notice names statistics or
-the development of its customer service as a purpose (:data:`STATISTICS_REGISTERS`), except contacts whose
-processing is restricted (GDPR Art. 18: a restricted contact may only be stored, and counting it is
-processing). Only clear metadata is read: register, channel, direction and the start and end times. No sealed
-column is opened, and no contact id, agent id, phone number or any other identifier is read or leaves.
+What is counted. Every contact the record store keeps (read through shared.recordstore.lending) of a register
+whose privacy notice names statistics or the development of its customer service as a purpose
+(:data:`STATISTICS_REGISTERS`), except contacts whose processing is restricted (GDPR Art. 18: a restricted
+contact may only be stored, and counting it is processing). Only clear metadata is read: register, channel,
+direction and the start and end times. No sealed column is opened, and no contact id, agent id, phone number
+or any other identifier is read or leaves.
 Only contacts still kept are counted: once retention has deleted everything of a contact, its row is gone, so
 weeks older than a register's retention periods shrink and then empty (a long series must be kept from
 earlier exports).
@@ -67,11 +68,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Final, Literal
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.platform.clock import HELSINKI
-from shared.recordstore.models import Contact
+from shared.recordstore.lending import contacts_by_week
 
 __all__ = [
     "ALL",
@@ -218,61 +218,30 @@ def period(first: date | None, last: date | None, now: datetime) -> Period:
 # --- Counting -----------------------------------------------------------------------------------------------
 
 
-def _service() -> ColumnElement[str]:
-    return case(
-        (Contact.direction.in_(_DIRECTIONS), Contact.direction),
-        (Contact.channel.in_(_INBOUND_CHANNELS), literal("inbound")),
-        (Contact.channel.in_(_OUTBOUND_CHANNELS), literal("outbound")),
-        else_=literal("unspecified"),
-    )
-
-
 async def query_cells(session: AsyncSession, *, registers: Iterable[str], within: Period) -> list[Cell]:
     """Count the cells of ``registers`` in ``within``, restricted contacts left out; nothing suppressed yet."""
-    conditions = [
-        Contact.register.in_(sorted(set(registers))),
-        Contact.restricted_at.is_(None),
-        Contact.started_at < within.end,
-    ]
-    if within.start is not None:
-        conditions.append(Contact.started_at >= within.start)
-    seconds = func.greatest(0, func.extract("epoch", Contact.ended_at - Contact.started_at))
-    rows = (
-        select(
-            Contact.register.label("register"),
-            func.to_char(func.timezone(HELSINKI.key, Contact.started_at), 'IYYY-"W"IW').label("week"),
-            Contact.channel.label("channel"),
-            _service().label("service"),
-            Contact.ended_at.label("ended_at"),
-            seconds.label("seconds"),
-        )
-        .where(and_(*conditions))
-        .subquery()
-    )
-    keys = (rows.c.register, rows.c.week, rows.c.channel, rows.c.service)
-    query = (
-        select(
-            *keys,
-            func.count().label("contacts"),
-            func.count(rows.c.ended_at).label("ended"),
-            func.round(func.sum(rows.c.seconds)).label("total"),
-            func.round(func.percentile_cont(0.5).within_group(rows.c.seconds)).label("median"),
-        )
-        .group_by(*keys)
-        .order_by(*keys)
+    counted = await contacts_by_week(
+        session,
+        registers=registers,
+        start=within.start,
+        end=within.end,
+        timezone=HELSINKI.key,
+        directions=_DIRECTIONS,
+        services_by_channel=((_INBOUND_CHANNELS, "inbound"), (_OUTBOUND_CHANNELS, "outbound")),
+        otherwise="unspecified",
     )
     return [
         Cell(
-            register=row.register,
-            week=row.week,
-            channel=row.channel,
-            service=row.service,
-            contacts=int(row.contacts),
-            ended=int(row.ended),
-            duration_total_seconds=None if row.total is None else int(row.total),
-            duration_median_seconds=None if row.median is None else int(row.median),
+            register=week.register,
+            week=week.week,
+            channel=week.channel,
+            service=week.service,
+            contacts=week.contacts,
+            ended=week.ended,
+            duration_total_seconds=week.duration_total_seconds,
+            duration_median_seconds=week.duration_median_seconds,
         )
-        for row in (await session.execute(query)).all()
+        for week in counted
     ]
 
 

@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
-from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.export.loans import SERVICE, announce
-from services.export.models import Loan, LoanItem, Notice
+from services.export import repository
 from services.export.notices import notice_data
+from services.export.service.common import SERVICE, announce
 from shared.audit.chain import Action
 from shared.audit.log import SYSTEM_ROLE, record, system_actor
 from shared.platform.clock import HELSINKI, Clock
@@ -72,31 +71,10 @@ class LoanWatch(Periodic):
     async def _due_days(self, now: datetime) -> tuple[int, int]:
         today = now.astimezone(HELSINKI).date()
         reminders = overdue = 0
-        outstanding = (
-            select(func.count())
-            .where(LoanItem.loan_id == Loan.loan_id, LoanItem.status == "lent")
-            .scalar_subquery()
-        )
         async with self.sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(Loan, outstanding)
-                    .where(
-                        Loan.delivered_at.is_not(None),
-                        Loan.closed_at.is_(None),
-                        Loan.due_on.is_not(None),
-                        exists().where(LoanItem.loan_id == Loan.loan_id, LoanItem.status == "lent"),
-                        (
-                            Loan.reminded_at.is_(None)
-                            & (Loan.due_on <= today + timedelta(days=self.reminder_days))
-                        )
-                        | (Loan.overdue_at.is_(None) & (Loan.due_on < today)),
-                    )
-                    .order_by(Loan.due_on, Loan.loan_id)
-                    .limit(_BATCH)
-                    .with_for_update(of=Loan, skip_locked=True)
-                )
-            ).all()
+            rows = await repository.loans_to_remind(
+                session, today=today, reminder_days=self.reminder_days, limit=_BATCH
+            )
             for loan, count in rows:
                 assert loan.due_on is not None
                 data = {
@@ -122,23 +100,7 @@ class LoanWatch(Periodic):
     async def _escalations(self, now: datetime) -> int:
         cutoff = now - timedelta(days=self.escalation_days)
         async with self.sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(Notice, Loan)
-                    .join(Loan, Loan.loan_id == Notice.loan_id)
-                    .where(
-                        Notice.acknowledged_at.is_(None),
-                        Notice.escalated_at.is_(None),
-                        Notice.issued_at <= cutoff,
-                        Loan.closed_at.is_(None),
-                        # An item the institute has since returned or destroyed needs no chasing.
-                        exists().where(LoanItem.item_id == Notice.item_id, LoanItem.status == "lent"),
-                    )
-                    .order_by(Notice.issued_at, Notice.notice_id)
-                    .limit(_BATCH)
-                    .with_for_update(of=Notice, skip_locked=True)
-                )
-            ).all()
+            rows = await repository.notices_to_escalate(session, cutoff=cutoff, limit=_BATCH)
             for notice, loan in rows:
                 notice.escalated_at = now
                 await announce(session, loan, "export.notice_escalated", notice_data(notice, loan), now=now)

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.export.app import create_app as create_export
+from services.export.handlers import NoticeHandler
 from services.export.models import ContactFlag, Loan, LoanItem, Notice
-from services.export.notices import NoticeHandler
 from services.export.watch import LoanWatch
 from shared.audit.log import AuditEntry, system_actor
 from shared.contracts.domain_events import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import get_args
 
 from services.export.notices import ACTIONS
-from services.export.notices_api import NoticeRead
+from services.export.schemas import NoticeRead
 from shared.contracts.domain_events import NoticeData
 
 
