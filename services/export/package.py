@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import os
 import re
-import struct
 import tempfile
 import zipfile
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
@@ -42,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.export.models import Loan, LoanItem
 from services.export.packer import pack
+from shared.contracts.wav import HEADER_PROBE_BYTES, wav_duration_ms
 from shared.platform.crypto import decrypt_stream
 from shared.platform.logging import get_logger
 from shared.recordstore.keystore import KeyStore
@@ -61,7 +61,6 @@ __all__ = [
     "package_aad",
     "recording_file",
     "unpack_package",
-    "wav_duration_ms",
 ]
 
 log = get_logger(__name__)
@@ -81,8 +80,6 @@ _RECORDING_NAME = re.compile(
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Unpacking copies members in pieces of this size; also the size of each write of the decrypted ZIP.
 _COPY_BYTES = 1024 * 1024
-# Enough to hold the RIFF header and the fmt chunk of any ordinary WAV file.
-_WAV_HEAD_BYTES = 4096
 
 
 def package_aad(loan_id: UUID) -> bytes:
@@ -406,8 +403,8 @@ def _extract(archive: zipfile.ZipFile, item: PackedItem, target: Path) -> str | 
             while piece := member.read(_COPY_BYTES):
                 digest.update(piece)
                 size += len(piece)
-                if len(head) < _WAV_HEAD_BYTES:
-                    head += piece[: _WAV_HEAD_BYTES - len(head)]
+                if len(head) < HEADER_PROBE_BYTES:
+                    head += piece[: HEADER_PROBE_BYTES - len(head)]
                 out.write(piece)
     except (zipfile.BadZipFile, OSError, EOFError):
         partial.unlink(missing_ok=True)
@@ -424,28 +421,6 @@ def _extract(archive: zipfile.ZipFile, item: PackedItem, target: Path) -> str | 
         return problem
     partial.replace(target)
     return None
-
-
-def wav_duration_ms(head: bytes, total_bytes: int) -> int | None:
-    """A WAV file's duration from its first bytes (RIFF header and fmt chunk) and its length, computed as the
-    record store computes it on upload; None if the header does not allow it."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    byte_rate = data_bytes = None
-    offset = 12
-    while offset + 8 <= len(head):
-        chunk_id, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
-        if chunk_id == b"fmt " and offset + 20 <= len(head):
-            byte_rate = struct.unpack("<I", head[offset + 16 : offset + 20])[0]
-        if chunk_id == b"data":
-            data_bytes = size
-            break
-        offset += 8 + size + (size & 1)
-    if not byte_rate:
-        return None
-    # A streaming recorder may leave the data size unset (0 or 0xFFFFFFFF): then the length tells.
-    data = data_bytes if data_bytes not in (None, 0, 0xFFFFFFFF) else max(total_bytes - 44, 0)
-    return int(data * 1000 // byte_rate)
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:

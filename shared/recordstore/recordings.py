@@ -1,7 +1,7 @@
 """Reading a contact's call recording back: the decrypted WAV as a stream, with what the record store knows of it.
 
 Ingest stores each recording encrypted chunk by chunk under the contact's data key for the `recording` class
-(services.ingest.recordings). Everything that later hands the audio to someone (an access package to the data
+(services.ingest.service.recordings). Everything that later hands the audio to someone (an access package to the data
 subject, a research loan) reads it through `read_recording`, so the key look-up, the associated data and the
 integrity check live in one place.
 

@@ -44,9 +44,9 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from services.dsr.app import create_app as create_dsr
 from services.export.app import create_app as create_export
-from services.ingest.recordings import WAV_CONTENT_TYPES
 from services.retention.app import create_app as create_retention_service
 from shared.contracts.events import example_event
+from shared.contracts.wav import WAV_CONTENT_TYPES
 from shared.messaging.kafka import DLQ_SUFFIX, header
 from shared.platform.settings import Settings
 from shared.policy.loader import load_policies

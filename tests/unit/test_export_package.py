@@ -21,8 +21,8 @@ import pytest
 
 from deploy.cli.loans import LoanFetchError, ProgressBar, fetch_loan
 from deploy.cli.main import main
-from services.export.package import package_aad, recording_file, unpack_package, wav_duration_ms
-from services.ingest.recordings import parse_wav_header
+from services.export.package import package_aad, recording_file, unpack_package
+from shared.contracts.wav import read_wav_header, wav_duration_ms
 from shared.platform.crypto import DecryptionError, encrypt_stream
 from shared.storage.ziparchive import ZipEntry, zip_stream
 
@@ -61,7 +61,7 @@ class Audio:
 
 
 def entry_of(item_id: uuid.UUID, audio: bytes, **changes: Any) -> dict[str, Any]:
-    header = parse_wav_header(audio[:4096])
+    header = read_wav_header(audio[:4096])
     return {
         "item_id": str(item_id),
         "file": recording_file(item_id),
@@ -199,7 +199,7 @@ async def test_a_package_opens_only_with_its_key_and_as_its_own_loan(
 @pytest.mark.parametrize(("rate", "channels", "seconds"), [(8000, 1, 1.0), (16000, 1, 2.5), (44100, 2, 0.3)])
 def test_the_duration_is_computed_as_ingest_records_it(rate: int, channels: int, seconds: float) -> None:
     audio = wav_bytes(seconds, marker=b"\x01\x02", rate=rate, channels=channels)
-    expected = parse_wav_header(audio[:4096]).duration_ms(len(audio))
+    expected = read_wav_header(audio[:4096]).duration_ms(len(audio))
     assert wav_duration_ms(audio[:4096], len(audio)) == expected == int(seconds * 1000)
     assert wav_duration_ms(b"not a wav file at all", 100) is None
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
-from services.ingest.recordings import WAV_CONTENT_TYPES
 from services.ingest.service.contacts import ContactService
 from services.ingest.service.intake import IntakeService
 from services.ingest.service.recordings import RecordingService
 from shared.app import Caller, caller_of
+from shared.contracts.wav import WAV_CONTENT_TYPES
 from shared.platform.errors import ApiError
 from shared.platform.http import PROBLEM_JSON, PROBLEM_SCHEMA
 from shared.security.access import authorize

@@ -19,9 +19,9 @@ from services.ingest.api.common import (
     problem_responses,
 )
 from services.ingest.ratelimit import enforce_rate_limit
-from services.ingest.recordings import WAV_CONTENT_TYPES
 from services.ingest.schemas import RecordingRead
 from shared.app import SessionDep
+from shared.contracts.wav import WAV_CONTENT_TYPES
 from shared.platform.errors import ApiError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])

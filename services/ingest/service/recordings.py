@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.ingest.recordings import HEADER_PROBE_BYTES, WavInfo, parse_wav_header
 from services.ingest.service.contacts import ContactService
 from shared.app import Caller
 from shared.audit.chain import Action
 from shared.contracts.vocabulary import ArtifactClass
+from shared.contracts.wav import HEADER_PROBE_BYTES, NotWav, WavInfo, read_wav_header
 from shared.platform.crypto import encrypt_stream
 from shared.platform.errors import ApiError, FieldError
 from shared.recordstore.contacts import StoredContact, recording_of, stream_recording
@@ -194,3 +194,11 @@ class RecordingService:
             )
         await caller.audit(session, Action.LISTEN, "recording", [contact.contact_ref])
         return artifact, stream_recording(self.blobs, artifact, key)
+
+
+def parse_wav_header(head: bytes) -> WavInfo:
+    """Check the RIFF/WAVE header; raises ApiError(415) naming what is missing if this is not a WAV file."""
+    try:
+        return read_wav_header(head)
+    except NotWav as exc:
+        raise ApiError.field(415, "body", str(exc), title="Unsupported audio") from None
