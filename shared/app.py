@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.audit.chain import Action, Outcome
 from shared.audit.log import actor_ref, audit_signing_key, record
 from shared.audit.relay import AuditRelay
-from shared.messaging.kafka import create_producer
+from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, create_producer, ensure_topics
 from shared.messaging.outbox import OutboxRelay
 from shared.platform.clock import Clock, SystemClock
 from shared.platform.crypto import BlindIndex
@@ -83,6 +83,21 @@ class Runtime:
             rt.outbox_relay = OutboxRelay(settings=settings, sessionmaker=rt.sessionmaker, producer=producer)
             rt.outbox_relay.start()
         return rt
+
+    async def consumer(self, topic: str, *, group: str, handler: Any) -> ConsumerLoop[Any]:
+        """An exactly-once consumer loop of `group` over `topic` (a name without the deployment's prefix),
+        the topic and its dead-letter topic made first if the broker lacks them. Start it with the app's
+        background work (shared.platform.runtime.in_background)."""
+        name = self.settings.topic(topic)
+        await ensure_topics(self.settings, [name, name + DLQ_SUFFIX])
+        return ConsumerLoop(
+            settings=self.settings,
+            sessionmaker=self.sessionmaker,
+            producer=self.producer,
+            topics=[name],
+            group=group,
+            handler=handler,
+        )
 
     async def stop(self) -> None:
         if self.outbox_relay is not None:

@@ -16,14 +16,12 @@ from services.dsr.handlers import GROUP, DisclosureHandler
 from services.dsr.watch import DeadlineWatch
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import EXPORT_EVENTS_TOPIC
-from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
-from shared.platform.crypto import BlindIndex
 from shared.platform.logging import get_logger
 from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
-from shared.storage.blobstore import create_blob_store
+from shared.storage.blobstore import blob_store_from_settings
 
 log = get_logger(__name__)
 
@@ -33,9 +31,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
 
     @asynccontextmanager
     async def background(app: FastAPI, rt: Runtime) -> AsyncIterator[None]:
-        blobs = create_blob_store(
-            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
-        )
+        blobs = blob_store_from_settings(settings)
         app.state.blobs = blobs
         watch = DeadlineWatch(
             sessionmaker=rt.sessionmaker,
@@ -46,16 +42,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
         )
         app.state.watch = watch
         # The export service's loan events: which loans included whose contacts (recipients in access replies).
-        loans_topic = settings.topic(EXPORT_EVENTS_TOPIC)
-        await ensure_topics(settings, [loans_topic, loans_topic + DLQ_SUFFIX])
-        disclosures = ConsumerLoop(
-            settings=settings,
-            sessionmaker=rt.sessionmaker,
-            producer=rt.producer,
-            topics=[loans_topic],
-            group=GROUP,
-            handler=DisclosureHandler(rt.clock),
-        )
+        disclosures = await rt.consumer(EXPORT_EVENTS_TOPIC, group=GROUP, handler=DisclosureHandler(rt.clock))
         work: list[BackgroundWork] = [disclosures]
         if run_watch:
             work.append(watch)
@@ -68,8 +55,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
     app = create_service_app(
         name="dsr", description=__doc__ or "", settings=settings, clock=clock, background=background
     )
-    app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
-    app.state.keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
+    app.state.keystore = KeyStore.from_settings(settings)
     for router in routers:
         app.include_router(router)
     return app

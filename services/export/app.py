@@ -16,13 +16,11 @@ from services.export.handlers import DSR_GROUP, RETENTION_GROUP, NoticeHandler
 from services.export.watch import LoanWatch
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC, RETENTION_EVENTS_TOPIC
-from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
-from shared.platform.crypto import BlindIndex
 from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
-from shared.storage.blobstore import create_blob_store
+from shared.storage.blobstore import blob_store_from_settings
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: bool = True) -> FastAPI:
@@ -31,9 +29,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
 
     @asynccontextmanager
     async def background(app: FastAPI, rt: Runtime) -> AsyncIterator[None]:
-        blobs = create_blob_store(
-            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
-        )
+        blobs = blob_store_from_settings(settings)
         app.state.blobs = blobs
         watch = LoanWatch(
             sessionmaker=rt.sessionmaker,
@@ -45,21 +41,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
         app.state.watch = watch
         # Retention's deletions and the DSR service's decisions: notices to the institutes holding the items
         # (GDPR Art. 19), withdrawals of items not yet delivered, and the flags selection leaves contacts out by.
-        retention_topic = settings.topic(RETENTION_EVENTS_TOPIC)
-        dsr_topic = settings.topic(DSR_EVENTS_TOPIC)
-        await ensure_topics(
-            settings, [retention_topic, retention_topic + DLQ_SUFFIX, dsr_topic, dsr_topic + DLQ_SUFFIX]
-        )
         consumers = [
-            ConsumerLoop(
-                settings=settings,
-                sessionmaker=rt.sessionmaker,
-                producer=rt.producer,
-                topics=[topic],
-                group=group,
-                handler=NoticeHandler(rt.clock),
-            )
-            for topic, group in ((retention_topic, RETENTION_GROUP), (dsr_topic, DSR_GROUP))
+            await rt.consumer(topic, group=group, handler=NoticeHandler(rt.clock))
+            for topic, group in ((RETENTION_EVENTS_TOPIC, RETENTION_GROUP), (DSR_EVENTS_TOPIC, DSR_GROUP))
         ]
         work: list[BackgroundWork] = [*consumers]
         if run_watch:
@@ -73,8 +57,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_watch: boo
     app = create_service_app(
         name="export", description=__doc__ or "", settings=settings, clock=clock, background=background
     )
-    app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
-    app.state.keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
+    app.state.keystore = KeyStore.from_settings(settings)
     for api in (loans, packages, notices, statistics, disclosures):
         app.include_router(api.router)
     return app

@@ -26,7 +26,7 @@ from shared.platform.runtime import in_background
 from shared.platform.settings import Settings
 from shared.recordstore.keystore import KeyStore
 from shared.recordstore.store import RecordStore
-from shared.storage.blobstore import create_blob_store
+from shared.storage.blobstore import blob_store_from_settings
 
 log = get_logger(__name__)
 
@@ -49,10 +49,8 @@ def create_app(
         names = topics(settings)
         await ensure_topics(settings, [*names.values(), *(n + DLQ_SUFFIX for n in names.values())])
         blind_index: BlindIndex = app.state.blind_index
-        keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
-        blobs = create_blob_store(
-            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
-        )
+        keystore = KeyStore.from_settings(settings)
+        blobs = blob_store_from_settings(settings)
         intake = IntakeService(
             sessionmaker=rt.sessionmaker,
             producer=rt.producer,
@@ -84,22 +82,12 @@ def create_app(
         loops: list[ConsumerLoop[Any]] = []
         if run_consumers:
             loops = [
-                ConsumerLoop(
-                    settings=settings,
-                    sessionmaker=rt.sessionmaker,
-                    producer=rt.producer,
-                    topics=[names["contact_events"]],
+                await rt.consumer(
+                    CONTACT_EVENTS,
                     group="ingest-record-store",
                     handler=RecordStoreHandler(RecordStore(keystore, blind_index), rt.clock),
                 ),
-                ConsumerLoop(
-                    settings=settings,
-                    sessionmaker=rt.sessionmaker,
-                    producer=rt.producer,
-                    topics=[names["intake"]],
-                    group="ingest-intake",
-                    handler=IntakeHandler(intake),
-                ),
+                await rt.consumer(INTAKE, group="ingest-intake", handler=IntakeHandler(intake)),
             ]
         app.state.consumer_loops = loops
         try:

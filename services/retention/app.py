@@ -17,7 +17,6 @@ from services.retention.sweeper import Sweeper
 from shared.app import Runtime, create_service_app
 from shared.contracts.domain_events import DSR_EVENTS_TOPIC
 from shared.contracts.events import CONTACT_EVENTS_TOPIC
-from shared.messaging.kafka import DLQ_SUFFIX, ConsumerLoop, ensure_topics
 from shared.platform.clock import Clock
 from shared.platform.crypto import BlindIndex
 from shared.platform.logging import get_logger
@@ -25,7 +24,7 @@ from shared.platform.runtime import BackgroundWork, in_background
 from shared.platform.settings import Settings
 from shared.policy.registry import PolicyRegistry
 from shared.recordstore.keystore import KeyStore
-from shared.storage.blobstore import create_blob_store
+from shared.storage.blobstore import blob_store_from_settings
 
 log = get_logger(__name__)
 
@@ -39,20 +38,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
     @asynccontextmanager
     async def background(app: FastAPI, rt: Runtime) -> AsyncIterator[None]:
         policies: PolicyRegistry = app.state.policies
-        topic = settings.topic(CONTACT_EVENTS_TOPIC)
-        await ensure_topics(settings, [topic, topic + DLQ_SUFFIX])
-        blobs = create_blob_store(
-            settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url
-        )
-        keystore = KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
+        blobs = blob_store_from_settings(settings)
+        keystore = KeyStore.from_settings(settings)
         blind_index: BlindIndex = app.state.blind_index
-        scheduler = ConsumerLoop(
-            settings=settings,
-            sessionmaker=rt.sessionmaker,
-            producer=rt.producer,
-            topics=[topic],
-            group=SCHEDULER_GROUP,
-            handler=ScheduleHandler(policies, blind_index),
+        scheduler = await rt.consumer(
+            CONTACT_EVENTS_TOPIC, group=SCHEDULER_GROUP, handler=ScheduleHandler(policies, blind_index)
         )
         sweeper = Sweeper(
             sessionmaker=rt.sessionmaker,
@@ -65,16 +55,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         )
         app.state.sweeper = sweeper
         # The DSR service's decisions: holds for restrictions on grounds (c) and (d), and erasures.
-        requests_topic = settings.topic(DSR_EVENTS_TOPIC)
-        await ensure_topics(settings, [requests_topic, requests_topic + DLQ_SUFFIX])
-        requests = ConsumerLoop(
-            settings=settings,
-            sessionmaker=rt.sessionmaker,
-            producer=rt.producer,
-            topics=[requests_topic],
-            group=REQUESTS_GROUP,
-            handler=RequestHandler(rt.clock),
-        )
+        requests = await rt.consumer(DSR_EVENTS_TOPIC, group=REQUESTS_GROUP, handler=RequestHandler(rt.clock))
         work: list[BackgroundWork] = [scheduler, requests]
         if run_sweeper:
             work.append(sweeper)
@@ -88,6 +69,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
     app = create_service_app(
         name="retention", description=__doc__ or "", settings=settings, clock=clock, background=background
     )
-    app.state.blind_index = BlindIndex(settings.blind_index_key_bytes)
     app.include_router(router)
     return app

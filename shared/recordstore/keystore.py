@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.platform.crypto import generate_data_key, unwrap_data_key, wrap_data_key
 from shared.platform.db import Base, bulk_insert
+from shared.platform.settings import Settings
 
 KeyRef = tuple[UUID, str]  # (contact_ref, artifact_class)
 
@@ -63,6 +64,11 @@ class KeyStore:
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[KeyRef, tuple[float, bytes]] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyStore:
+        """The data keys under the deployment's key-encryption key (KEY_ENCRYPTION_KEY and its id)."""
+        return cls(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
 
     def _cached(self, ref: KeyRef) -> bytes | None:
         hit = self._cache.get(ref)

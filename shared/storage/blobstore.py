@@ -44,6 +44,8 @@ from xml.sax.saxutils import escape
 import httpx
 import structlog
 
+from shared.platform.settings import Settings
+
 __all__ = [
     "READ_CHUNK_SIZE",
     "S3_DEFAULT_PART_SIZE",
@@ -828,3 +830,8 @@ def _s3_from_url(url: str, s3_endpoint_url: str) -> S3BlobStore:
         region,
         session_token=os.environ.get("AWS_SESSION_TOKEN", ""),
     )
+
+
+def blob_store_from_settings(settings: Settings) -> BlobStore:
+    """The deployment's blob store: BLOB_STORE_URL (a local directory by default), with its S3 endpoint."""
+    return create_blob_store(settings.resolved_blob_store_url, s3_endpoint_url=settings.blob_s3_endpoint_url)

@@ -24,7 +24,7 @@ async def main(now: datetime) -> None:
     blobs = create_blob_store(settings.resolved_blob_store_url)
     sweeper = Sweeper(
         sessionmaker=create_sessionmaker(engine),
-        keystore=KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id),
+        keystore=KeyStore.from_settings(settings),
         blobs=blobs,
         clock=FrozenClock(now),
         policies=load_policies(settings.policy_dir),

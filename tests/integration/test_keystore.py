@@ -20,7 +20,7 @@ from tests.integration.conftest import Ingest
 
 
 def _store(settings: Settings) -> KeyStore:
-    return KeyStore(kek=settings.kek_bytes, kek_id=settings.key_encryption_key_id)
+    return KeyStore.from_settings(settings)
 
 
 def _sessionmaker(ingest: Ingest) -> async_sessionmaker[AsyncSession]:

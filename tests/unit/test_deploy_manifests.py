@@ -283,7 +283,7 @@ def test_scaled_objects(documents: list[Manifest]) -> None:
 def test_every_consuming_service_is_autoscaled(documents: list[Manifest]) -> None:
     targets = {s["spec"]["scaleTargetRef"]["name"] for s in of_kind(documents, "ScaledObject")}
     consuming = {
-        name for name in SERVICES if "ConsumerLoop(" in (ROOT / "services" / name / "app.py").read_text()
+        name for name in SERVICES if "rt.consumer(" in (ROOT / "services" / name / "app.py").read_text()
     }
     assert consuming == set(SERVICES)
     assert consuming <= targets
