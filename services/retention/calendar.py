@@ -14,7 +14,10 @@ The rules, in the order they apply:
 2. Years and months are added together, as one count of calendar months (P1Y = P12M), to the local date. A day
    the target month lacks is clamped to its last day: 31 January + P1M = 28 February (29 in a leap year),
    29 February 2024 + P1Y = 28 February 2025, 31 August + P6M = 28 February. Adding them together keeps
-   29 February 2024 + P1Y1M at 29 March 2025 rather than clamping in February first.
+   29 February 2024 + P1Y1M at 29 March 2025 rather than clamping in February first. A clamped date counts
+   from the end of that last day (23:59:59.999999), as Regulation 1182/71 Art. 3(2)(c) ends such a period with
+   the last hour of the month's last day: every start on a day the target month lacks falls due together, at
+   or after every start on the last day itself, so a later start never falls due first.
 3. Days are then added as calendar days with the wall-clock time kept, so a day that a DST change shortens or
    lengthens still counts as one day (23 or 25 hours elapse).
 4. The resulting local date and time becomes the FIRST INSTANT AT WHICH THE REGISTER'S CLOCK SHOWS IT OR LATER:
@@ -24,18 +27,16 @@ The rules, in the order they apply:
      earlier instant (fold=0, summer time).
 5. Hours and minutes are then added as elapsed time: PT1H is 3,600 seconds whatever the clocks do.
 
-The result is an aware datetime in UTC. Every step but the month-end clamp of rule 2 is non-decreasing in the
-start, so a later start never gives an earlier due time unless the clamp folds its day onto an earlier one
-(30 October 23:59 + P1M is 30 November 23:59, 31 October 00:00 + P1M is 30 November 00:00); and no step
-lands before the instant the local clock reaches the promised wall time, so nothing falls due early.
-(Python's own reading of a non-existent wall time would move it forward by the length of the gap, 03:30 ->
-04:30, which breaks the first property: a start at 04:05 on the same day would then fall due at 04:05, before
-the one that started at 03:30.)
+The result is an aware datetime in UTC. Every step is non-decreasing in the start, so a later start never gives
+an earlier due time, and no step lands before the instant the local clock reaches the promised wall time, so
+nothing falls due early. (Python's own reading of a non-existent wall time would move it forward by the length
+of the gap, 03:30 -> 04:30, which breaks the first property: a start at 04:05 on the same day would then fall due
+at 04:05, before the one that started at 03:30.)
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.platform.clock import HELSINKI, add_months
@@ -91,8 +92,14 @@ def add_period(start: datetime, period: Period, tz: ZoneInfo = HELSINKI) -> date
     due = start.astimezone(UTC)
     if period.years or period.months or period.days:
         wall = wall_clock(start, tz)
-        day = add_months(wall.date(), period.years * 12 + period.months) + timedelta(days=period.days)
-        due = first_instant_at(datetime.combine(day, wall.time()), tz)
+        day = add_months(wall.date(), period.years * 12 + period.months)
+        time_of_day = wall.time()
+        if day.day < wall.day:
+            # Clamped (rule 2): keeping the start's time of day would let 31 October 00:00 + P1M (30 November
+            # 00:00) fall due before 30 October 23:59 + P1M (30 November 23:59).
+            time_of_day = time.max
+        day += timedelta(days=period.days)
+        due = first_instant_at(datetime.combine(day, time_of_day), tz)
     return due + timedelta(hours=period.hours, minutes=period.minutes)
 
 
