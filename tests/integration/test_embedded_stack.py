@@ -1,4 +1,4 @@
-"""The embedded default (deploy/embedded.py): real PostgreSQL and Tansu processes on free ports."""
+"""The embedded default (deploy/embedded/): real PostgreSQL and Tansu processes on free ports."""
 
 from __future__ import annotations
 
