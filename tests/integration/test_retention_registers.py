@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -252,7 +252,8 @@ async def test_prh_customer_service_call_sms_chatbot_and_chat(env: Env) -> None:
 
     call, sms, bot, chat = (contact_ref_of(env, PRH, c) for c in (call_id, sms_id, bot_id, chat_id))
     everyone = [call, sms, bot, chat]
-    recording_due = at(2026, 2, 28, 14, 5)  # 31 August + 6 months: the last day of February, winter time
+    # 31 August + 6 months: February has no 31st, so the end of its last day, winter time.
+    recording_due = datetime.combine(date(2026, 2, 28), time.max, tzinfo=HELSINKI)
     history_due = at(2026, 8, 31, 14, 5)
     sms_due = at(2026, 8, 31, 14, 20)
     bot_due = at(2027, 8, 31, 14, 40)
@@ -353,7 +354,8 @@ async def test_prh_beneficial_owner_identification_is_kept_five_years(env: Env) 
     assert stored["events"][0]["data"]["personal_identity_code"] == "131052-308T"
 
     ref = contact_ref_of(env, BENEFICIAL, contact_id)
-    due = at(2029, 2, 28, 12, 0)
+    # A leap day + 5 years: February 2029 has no 29th, so the end of its last day.
+    due = datetime.combine(date(2029, 2, 28), time.max, tzinfo=HELSINKI)
     row = await wait_for_due(env, ref, "identification", due)
     assert row.reason == (
         "kept until 2029-02-28 by prh-beneficial-owner-customers v2021-10-20 identification/5 years from "
